@@ -101,7 +101,7 @@ export class Containerd {
     try {
       await c.launch();
       const tar = buildBusyboxImage(join(depsDir, 'images', 'busybox-oci.tar'));
-      const r = await c.ctr(['images', 'import', '--index-name', image, tar]);
+      const r = await c.ctr(['images', 'import', tar]);
       if (r.code !== 0) throw new Error(`ctr images import failed: ${r.stderr}`);
       return c;
     } catch (err) {
