@@ -1,0 +1,68 @@
+// Builds dist/containerd-shim-kata-ts-v2 as one file: Node 24 (LTS) with the minified shim
+// bundle embedded as a single executable application (code cache on, so `start` pays no parse).
+// Usage: node packaging/sea.mjs [entry.ts] [out]
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, chmodSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const entry = process.argv[2] ?? join(root, 'shim', 'main.ts');
+const out = process.argv[3] ?? join(root, 'dist', 'containerd-shim-kata-ts-v2');
+const node = process.env.KATA_TS_SEA_NODE ?? join(root, '.deps', 'node24', 'bin', 'node');
+if (!existsSync(node)) throw new Error(`sea: Node 24 not found at ${node} (run .ci/setup)`);
+
+const work = join(root, 'dist', 'sea');
+rmSync(work, { recursive: true, force: true });
+mkdirSync(work, { recursive: true });
+const git = (args) => {
+  try {
+    return execFileSync('git', args, { cwd: root, encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+};
+const pkg = JSON.parse(execFileSync('node', ['-p', 'JSON.stringify(require("./package.json"))'], { cwd: root, encoding: 'utf8' }));
+
+await build({
+  entryPoints: [entry],
+  outfile: join(work, 'main.cjs'),
+  bundle: true,
+  platform: 'node',
+  target: 'node24',
+  format: 'cjs',
+  minify: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+  define: {
+    'import.meta.url': '__import_meta_url',
+    __KATA_TS_VERSION__: JSON.stringify(pkg.version),
+    __KATA_TS_COMMIT__: JSON.stringify(git(['rev-parse', '--short=12', 'HEAD'])),
+  },
+  banner: { js: 'const __import_meta_url = require("url").pathToFileURL(process.execPath).href;' },
+});
+
+writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
+  main: join(work, 'main.cjs'),
+  output: join(work, 'prep.blob'),
+  disableExperimentalSEAWarning: true,
+  useCodeCache: true,
+}));
+execFileSync(node, ['--experimental-sea-config', join(work, 'sea-config.json')], { stdio: 'inherit' });
+
+const exe = join(work, 'node');
+copyFileSync(node, exe);
+chmodSync(exe, 0o755);
+// Symbols and debug info are ~20 MiB of the official binary; the executable needs neither.
+try {
+  execFileSync('strip', ['--strip-all', exe]);
+} catch {
+  console.warn('sea: strip not available; the binary keeps its debug info');
+}
+execFileSync(process.execPath, [join(root, 'node_modules', 'postject', 'dist', 'cli.js'), exe, 'NODE_SEA_BLOB', join(work, 'prep.blob'),
+  '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
+mkdirSync(dirname(out), { recursive: true });
+renameSync(exe, out);
+rmSync(work, { recursive: true, force: true });
+console.log(`sea: ${out} (${(statSync(out).size / 1048576).toFixed(1)} MiB)`);
