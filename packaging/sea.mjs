@@ -1,21 +1,22 @@
 // Builds dist/containerd-shim-kata-ts-v2 as one file: Node 24 (LTS) with the minified shim
 // bundle embedded as a single executable application (code cache on, so `start` pays no parse).
-// Usage: node packaging/sea.mjs [entry.ts] [out]
+// Usage: node packaging/sea.mjs [entry.ts] [out]   (also called by packaging/build.mjs)
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, chmodSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const entry = process.argv[2] ?? join(root, 'shim', 'main.ts');
-const out = process.argv[3] ?? join(root, 'dist', 'containerd-shim-kata-ts-v2');
-const node = process.env.KATA_TS_SEA_NODE ?? join(root, '.deps', 'node24', 'bin', 'node');
-if (!existsSync(node)) throw new Error(`sea: Node 24 not found at ${node} (run .ci/setup)`);
+export const seaNode = process.env.KATA_TS_SEA_NODE ?? join(root, '.deps', 'node24', 'bin', 'node');
 
-const work = join(root, 'dist', 'sea');
-rmSync(work, { recursive: true, force: true });
-mkdirSync(work, { recursive: true });
+export async function buildSea(entry = join(root, 'shim', 'main.ts'), out = join(root, 'dist', 'containerd-shim-kata-ts-v2')) {
+const node = seaNode;
+if (!existsSync(node)) throw new Error(`sea: Node 24 not found at ${node} (run .ci/setup)`);
+mkdirSync(join(root, 'dist'), { recursive: true });
+// A private work dir: several builds may run at once.
+const work = mkdtempSync(join(root, 'dist', '.sea-'));
+try {
 const git = (args) => {
   try {
     return execFileSync('git', args, { cwd: root, encoding: 'utf8' }).trim();
@@ -64,5 +65,14 @@ execFileSync(process.execPath, [join(root, 'node_modules', 'postject', 'dist', '
   '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
 mkdirSync(dirname(out), { recursive: true });
 renameSync(exe, out);
-rmSync(work, { recursive: true, force: true });
-console.log(`sea: ${out} (${(statSync(out).size / 1048576).toFixed(1)} MiB)`);
+return statSync(out).size;
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const out = process.argv[3] ?? join(root, 'dist', 'containerd-shim-kata-ts-v2');
+  const size = await buildSea(process.argv[2], out);
+  console.log(`sea: ${out} (${(size / 1048576).toFixed(1)} MiB)`);
+}

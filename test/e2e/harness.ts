@@ -30,6 +30,11 @@ export interface ContainerdOptions {
   kataConfFileEnv?: boolean;
   /** Kata config debug keys on. */
   debug?: boolean;
+  /**
+   * Enable containerd's CRI plugin with the `kata-clh-ts` handler registered as kata-deploy
+   * registers it (runtime type, pod annotations, options.ConfigPath). Off by default: no kubelet here.
+   */
+  registerHandler?: boolean;
 }
 
 export class Containerd {
@@ -77,9 +82,18 @@ export class Containerd {
       debug: opts.debug,
     }));
     const v3 = opts.version === '2';
-    const cri = v3
+    const cri = opts.registerHandler ? '' : v3
       ? '"io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.grpc.v1.cri", "io.containerd.podsandbox.controller.v1.podsandbox"'
       : '"io.containerd.grpc.v1.cri"';
+    const table = `plugins."${v3 ? 'io.containerd.cri.v1.runtime' : 'io.containerd.grpc.v1.cri'}".containerd.runtimes.kata-clh-ts`;
+    const handler = opts.registerHandler ? [
+      `[${table}]`,
+      `  runtime_type = "${runtimeType}"`,
+      '  privileged_without_host_devices = true',
+      '  pod_annotations = ["io.katacontainers.*"]',
+      `[${table}.options]`,
+      `  ConfigPath = "${join(this.dir, 'configuration-clh.toml')}"`,
+    ] : [];
     writeFileSync(join(this.dir, 'config.toml'), [
       `version = ${v3 ? 3 : 2}`,
       `root = "${this.dir}/root"`,
@@ -91,6 +105,7 @@ export class Containerd {
       `  address = "${this.ttrpcAddress}"`,
       '[debug]',
       '  level = "debug"',
+      ...handler,
       '',
     ].join('\n'));
   }
