@@ -36,7 +36,7 @@ export function allocFrame(streamId: number, type: number, flags: number, length
  */
 export class FrameReader {
   private chunks: Buffer[] = [];
-  private buffered = 0;
+  private held = 0;
   private need = HEADER; // bytes needed before parsing can progress
   private discard = 0; // bytes of an oversize frame still to drop
   private stopped = false;
@@ -51,13 +51,13 @@ export class FrameReader {
       if (n === chunk.length) return;
       chunk = chunk.subarray(n);
     }
-    if (this.buffered > 0) {
+    if (this.held > 0) {
       this.chunks.push(chunk);
-      this.buffered += chunk.length;
-      if (this.buffered < this.need) return;
-      chunk = Buffer.concat(this.chunks, this.buffered);
+      this.held += chunk.length;
+      if (this.held < this.need) return;
+      chunk = Buffer.concat(this.chunks, this.held);
       this.chunks = [];
-      this.buffered = 0;
+      this.held = 0;
     }
     let off = 0;
     const end = chunk.length;
@@ -92,15 +92,20 @@ export class FrameReader {
     if (off < end) {
       if (end - off < HEADER) this.need = HEADER;
       this.chunks.push(chunk.subarray(off));
-      this.buffered = end - off;
+      this.held = end - off;
     }
+  }
+
+  /** Bytes held for an incomplete frame (oversize data is never held). */
+  get buffered(): number {
+    return this.held;
   }
 
   /** Stops parsing; later chunks are ignored. */
   stop(): void {
     this.stopped = true;
     this.chunks = [];
-    this.buffered = 0;
+    this.held = 0;
   }
 }
 
