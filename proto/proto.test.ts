@@ -72,7 +72,7 @@ describe('wire format', () => {
     expect(hex(a)).toBe(hex(b));
     const back = containerd.types.Envelope.decode(b);
     expect(back.event?.type_url).toBe('containerd.events.TaskExit');
-    expect([...back.event!.value]).toEqual([1, 2]);
+    expect([...back.event!.value!]).toEqual([1, 2]);
   });
 
   it('encodes BootstrapParams with negative log levels and an optional socket_dir', () => {

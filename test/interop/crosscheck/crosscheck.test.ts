@@ -93,7 +93,7 @@ describe.skipIf(!!skip)('protobuf cross-check with containerd 1.6 Go types', () 
     expect([m.terminal, m.stdin, m.stdout, m.stderr, m.checkpoint, m.parentCheckpoint])
       .toEqual([true, '/fifo/stdin', '/fifo/stdout', '/fifo/stderr', '', '']);
     expect(m.options?.type_url).toBe('runtimeoptions.v1.Options');
-    const opts = runtimeoptions.v1.Options.decode(m.options!.value);
+    const opts = runtimeoptions.v1.Options.decode(m.options!.value!);
     expect(opts.typeUrl).toBe('io.containerd.kata-ts.v2');
     expect(opts.configPath).toBe('/etc/kata-containers/configuration.toml');
   });
@@ -105,7 +105,7 @@ describe.skipIf(!!skip)('protobuf cross-check with containerd 1.6 Go types', () 
     expect(env.namespace).toBe('k8s.io');
     expect(env.topic).toBe('/tasks/exit');
     expect(env.event?.type_url).toBe(TypeUrl.taskExit);
-    const exit = containerd.events.TaskExit.decode(env.event!.value);
+    const exit = containerd.events.TaskExit.decode(env.event!.value!);
     expect({ ...exit, exitedAt: { ...exit.exitedAt } }).toEqual(taskExit);
     // The 1.7+ name of the envelope reads the same bytes.
     const env17 = containerd.types.Envelope.decode(containerd.services.events.ttrpc.v1.Envelope.encode(env).finish());
