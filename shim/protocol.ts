@@ -167,3 +167,8 @@ export function containerKind(id: string, annotations: Record<string, string> | 
   if (type === 'sandbox') return { kind: 'sandbox', sandboxId: id };
   return { kind: 'standalone' };
 }
+
+/** `-info` stdin: the runtime options Any, if any. */
+export function decodeAnyOrUndefined(buf: Uint8Array): { typeUrl: string; value: Uint8Array } | undefined {
+  return buf.length ? decodeAny(buf) : undefined;
+}

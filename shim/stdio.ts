@@ -156,9 +156,10 @@ async function openBinaryLogger(
     child.once('exit', () => resolve());
     child.once('error', () => resolve());
   });
-  const stdout = child.stdio[3] as Socket;
-  const stderr = child.stdio[4] as Socket;
-  const ready = child.stdio[5] as Socket;
+  const pipes = child.stdio as unknown as Socket[];
+  const stdout = pipes[3];
+  const stderr = pipes[4];
+  const ready = pipes[5];
   // The logger signals ready by writing a byte to fd 5 or closing it.
   try {
     await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,223 @@
+// `start`: runs once per container, so it stays lean (no generated protobuf code, no ttrpc).
+// It answers with the sandbox's address for a pod container, or creates the socket, re-executes
+// itself detached as the daemon with the listener on fd 3, and prints the address.
+import { spawn } from 'node:child_process';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { connect, createServer, type Server } from 'node:net';
+import { dirname, join } from 'node:path';
+import { daemonArgs, readEnv, type ShimFlags } from './cli.js';
+import { StartError } from './errors.js';
+import {
+  MAX_SOCKET_PATH, answerForm, containerKind, encodeAnswer, majorVersion, parseStartStdin, socketAddress, socketPath,
+  type StartStdin,
+} from './protocol.js';
+
+/** Env var telling the daemon which socket file it serves (to remove it when it exits). */
+export const SOCKET_PATH_ENV = 'KATA_TS_SHIM_SOCKET';
+
+export interface StartResult {
+  /** Bytes to print on stdout. */
+  output: Uint8Array;
+  address: string;
+  /** Pid of the daemon spawned, undefined when an existing one serves this container. */
+  daemonPid?: number;
+}
+
+/** Reads all of stdin; empty when there is none. */
+export async function readAllStdin(): Promise<Uint8Array> {
+  try {
+    return readFileSync(0);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EAGAIN') return new Uint8Array();
+  }
+  // Non-blocking stdin: read it as a stream, bounded.
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const done = () => { clearTimeout(t); resolve(Buffer.concat(chunks)); };
+    const t = setTimeout(done, 2000);
+    process.stdin.on('data', (c: Buffer) => chunks.push(c));
+    process.stdin.once('end', done);
+    process.stdin.once('error', done);
+  });
+}
+
+function readSpecAnnotations(bundle: string): Record<string, string> | undefined {
+  try {
+    const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
+    return spec?.annotations ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when something accepts connections on that socket path (within timeoutMs). */
+export function canConnect(path: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    const done = (ok: boolean) => { clearTimeout(t); s.destroy(); resolve(ok); };
+    const t = setTimeout(() => done(false), timeoutMs);
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+function listen(path: string): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen({ path, exclusive: true }, () => { srv.off('error', reject); resolve(srv); });
+  });
+}
+
+/** Creates the listening socket: dir 0700, socket 0600; a stale socket is removed once. */
+export async function createListener(path: string): Promise<{ server: Server } | { existing: true }> {
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw new StartError(`socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes`);
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const server = await listen(path);
+      chmodSync(path, 0o600);
+      return { server };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt > 0) {
+        throw new StartError(`cannot listen on ${path}`, { cause: err });
+      }
+      // A live shim already serves this id (start called twice): answer with its address.
+      if (await canConnect(path)) return { existing: true };
+      rmSync(path, { force: true });
+    }
+  }
+}
+
+/** How to run this program again (a single executable has no script argument). */
+export function selfCommand(): { file: string; args: string[] } {
+  let sea = false;
+  try {
+    sea = (createRequire(import.meta.url)('node:sea') as { isSea(): boolean }).isSea();
+  } catch { /* older Node: not a single executable */ }
+  if (sea) return { file: process.execPath, args: [] };
+  return { file: process.execPath, args: [...process.execArgv, process.argv[1]] };
+}
+
+/**
+ * Asks containerd's gRPC Version service for its version: the only way to tell 2.0–2.2 (which
+ * accept task API v3) from 1.7 (which rejects it). Undefined on any failure.
+ */
+export async function containerdVersion(grpcAddress: string, timeoutMs: number): Promise<string | undefined> {
+  if (!grpcAddress) return undefined;
+  try {
+    const grpc = await import('@grpc/grpc-js');
+    const { readFields, str } = await import('./pbwire.js');
+    const Client = grpc.makeGenericClientConstructor({
+      Version: {
+        path: '/containerd.services.version.v1.Version/Version',
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: () => Buffer.alloc(0),
+        requestDeserialize: () => ({}),
+        responseSerialize: () => Buffer.alloc(0),
+        // VersionResponse: version = 1, revision = 2.
+        responseDeserialize: (b: Buffer) => {
+          const f = readFields(b).find((x) => x.field === 1 && x.wire === 2);
+          return { version: f && f.wire === 2 ? str(f.value) : '' };
+        },
+      },
+    }, 'Version');
+    const target = grpcAddress.startsWith('unix:') ? grpcAddress : `unix://${grpcAddress}`;
+    const client = new Client(target, grpc.credentials.createInsecure());
+    try {
+      return await new Promise<string | undefined>((resolve) => {
+        (client as any).Version({}, { deadline: Date.now() + timeoutMs }, (err: Error | null, res: { version: string }) => {
+          resolve(err ? undefined : res.version);
+        });
+      });
+    } finally {
+      client.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/** Opens the bundle's log fifo for writing; /dev/null when there is none (manual runs). */
+function openLogFd(bundle: string): number {
+  try {
+    // O_NONBLOCK: never hang when nobody reads the fifo (ENXIO then).
+    return openSync(join(bundle, 'log'), constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch {
+    return openSync('/dev/null', constants.O_WRONLY);
+  }
+}
+
+export async function runStart(o: {
+  flags: ShimFlags;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  stdin: Uint8Array;
+}): Promise<StartResult> {
+  const { flags } = o;
+  if (!flags.id) throw new StartError('start needs -id');
+  if (!flags.namespace) throw new StartError('start needs -namespace');
+  const env = readEnv(o.env, flags);
+  const stdin: StartStdin = parseStartStdin(o.stdin, { id: flags.id, namespace: flags.namespace });
+  const grpcAddress = flags.address || env.grpcAddress;
+  // Only 1.7+ sets MAX_SHIM_VERSION; only then is there a version question to ask (in parallel).
+  const versionQuery = stdin.kind !== 'bootstrap' && env.maxShimVersion !== undefined
+    ? containerdVersion(grpcAddress, 1500) : Promise.resolve(undefined);
+  const socketDir = stdin.kind === 'bootstrap' ? stdin.params.socketDir : undefined;
+  const bundle = flags.bundle || o.cwd;
+
+  const answer = async (address: string): Promise<Uint8Array> => {
+    const v = await versionQuery;
+    return encodeAnswer(answerForm({ stdin, containerdMajor: v === undefined ? undefined : majorVersion(v) }), address);
+  };
+
+  // A pod container joins its sandbox's daemon.
+  const kind = containerKind(flags.id, readSpecAnnotations(bundle));
+  if (kind.kind === 'container') {
+    const address = socketAddress({ grpcAddress, namespace: flags.namespace, id: kind.sandboxId, socketDir });
+    if (await canConnect(socketPath(address))) {
+      writeFileSync(join(bundle, 'address'), address);
+      return { output: await answer(address), address };
+    }
+  }
+
+  const address = socketAddress({ grpcAddress, namespace: flags.namespace, id: flags.id, socketDir });
+  const path = socketPath(address);
+  const l = await createListener(path);
+  if ('existing' in l) {
+    writeFileSync(join(bundle, 'address'), address);
+    return { output: await answer(address), address };
+  }
+  const server = l.server;
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  let logFd = -1;
+  try {
+    logFd = openLogFd(bundle);
+    const self = selfCommand();
+    const child = spawn(self.file, [...self.args, ...daemonArgs(flags)], {
+      cwd: bundle,
+      env: { ...o.env, [SOCKET_PATH_ENV]: path },
+      // Not start's stdout/stderr: containerd reads those to EOF and would wait for the daemon.
+      stdio: ['ignore', 'ignore', logFd, fd],
+      detached: true,
+    });
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once('error', (err) => reject(new StartError(`cannot run the shim daemon ${self.file}`, { cause: err })));
+      child.once('spawn', () => resolve(child.pid!));
+    });
+    child.unref();
+    writeFileSync(join(bundle, 'address'), address);
+    writeFileSync(join(bundle, 'shim.pid'), String(pid));
+    return { output: await answer(address), address, daemonPid: pid };
+  } catch (err) {
+    // Closing the listener here unlinks the socket file (libuv does that for paths it bound).
+    server.close();
+    rmSync(path, { force: true });
+    throw err;
+  } finally {
+    if (logFd >= 0) closeSync(logFd);
+  }
+}
