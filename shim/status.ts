@@ -31,6 +31,7 @@ const BY_CODE: Record<string, Code> = {
   // agent-client
   AGENT_CLOSED: Code.UNAVAILABLE,
   AGENT_DIAL: Code.UNAVAILABLE,
+  AGENT_SPEC: Code.INVALID_ARGUMENT,
   // ttrpc
   TTRPC_CLOSED: Code.UNAVAILABLE,
 };
