@@ -1,0 +1,203 @@
+// kata-ts under real containerd and ctr, with the cloud-hypervisor and kata-agent simulators as
+// VMM and guest (named by the Kata config the harness writes). After every scenario nothing of
+// the sandbox may be left: processes, mounts, Kata dirs, shim sockets.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Containerd, image, runtimeType, settleLeftovers, uniqueId } from './harness.js';
+import { missing, tools } from '../env.js';
+
+const run = ['run', '--rm', '--runtime', runtimeType];
+
+function why(version: '1.6' | '1.7' | '2'): string | undefined {
+  const bin = { '1.6': tools.containerd16, '1.7': tools.containerd17, '2': tools.containerd2 }[version];
+  return missing(bin, tools.ctr, tools.shim, tools.simCloudHypervisor, tools.simKataAgent, tools.virtiofsd, tools.runc);
+}
+
+async function waitForStatus(c: Containerd, id: string, status: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await c.ctr(['task', 'ls']);
+    const line = r.stdout.split('\n').find((l) => l.split(/\s+/)[0] === id);
+    if (line?.includes(status)) return;
+    if (Date.now() > deadline) throw new Error(`task ${id} not ${status} within ${timeoutMs} ms: ${line ?? '(absent)'}\n${c.logTail(40)}`);
+    await sleep(100);
+  }
+}
+
+async function expectClean(ids: string[]): Promise<void> {
+  expect(await settleLeftovers(ids)).toEqual([]);
+}
+
+for (const version of ['1.6', '2'] as const) {
+  const skip = why(version);
+  describe.skipIf(skip)(`kata-ts on containerd ${version}${skip ? ` (skipped: ${skip})` : ''}`, () => {
+    let c: Containerd;
+    beforeAll(async () => { c = await Containerd.start({ version }); });
+    afterAll(async () => { await c?.stop(); });
+
+    test('ctr run --rm: stdout, stderr and the exit code', async () => {
+      const id = uniqueId('t1');
+      const r = await c.ctr([...run, image, id, 'sh', '-c', 'echo out; echo err >&2; exit 7']);
+      expect(r, c.logTail(60)).toMatchObject({ code: 7, stdout: 'out\n', stderr: 'err\n' });
+      await expectClean([id]);
+    });
+
+    test('stdin reaches the container and EOF ends it', async () => {
+      const id = uniqueId('cat');
+      const r = await c.ctr([...run, image, id, 'cat'], { input: 'hello\n' });
+      expect(r).toMatchObject({ code: 0, stdout: 'hello\n' });
+      await expectClean([id]);
+    });
+
+    test('ctr run -d, exec exits 5, the task keeps running; ps, pause/resume, metrics, kill', async () => {
+      const id = uniqueId('bg');
+      const d = await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done']);
+      expect(d.code, d.stderr).toBe(0);
+      try {
+        await waitForStatus(c, id, 'RUNNING');
+        const e = await c.ctr(['task', 'exec', '--exec-id', 'e1', id, 'sh', '-c', 'echo in-exec; exit 5']);
+        expect(e).toMatchObject({ code: 5, stdout: 'in-exec\n' });
+        await waitForStatus(c, id, 'RUNNING');
+        const ps = await c.ctr(['task', 'ps', id]);
+        expect(ps.code, ps.stderr).toBe(0);
+        expect(ps.stdout).toMatch(/^\s*\d+/m);
+        expect((await c.ctr(['task', 'pause', id])).code).toBe(0);
+        await waitForStatus(c, id, 'PAUSED');
+        expect((await c.ctr(['task', 'resume', id])).code).toBe(0);
+        await waitForStatus(c, id, 'RUNNING');
+        const m = await c.ctr(['task', 'metrics', id]);
+        expect(m.code, m.stderr).toBe(0);
+        expect(m.stdout).toMatch(/memory/i);
+        const k = await c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+        expect(k.code, k.stderr).toBe(0);
+        await waitForStatus(c, id, 'STOPPED');
+      } finally {
+        await c.ctr(['task', 'rm', '-f', id]);
+        await c.ctr(['container', 'rm', id]);
+      }
+      await expectClean([id]);
+    });
+
+    test('killed by TERM → 143, by KILL → 137 (exec processes)', async () => {
+      const id = uniqueId('sig');
+      expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done'])).code).toBe(0);
+      try {
+        await waitForStatus(c, id, 'RUNNING');
+        for (const [sig, code] of [['SIGTERM', 143], ['SIGKILL', 137]] as const) {
+          const execId = `x${code}`;
+          const p = c.ctr(['task', 'exec', '--exec-id', execId, id, 'sleep', '100']);
+          await sleep(1500);
+          const k = await c.ctr(['task', 'kill', '--exec-id', execId, '-s', sig, id]);
+          expect(k.code, k.stderr).toBe(0);
+          expect((await p).code).toBe(code);
+        }
+      } finally {
+        await c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+        await sleep(300);
+        await c.ctr(['task', 'rm', '-f', id]);
+        await c.ctr(['container', 'rm', id]);
+      }
+      await expectClean([id]);
+    });
+
+    test('ctr run -t (terminal)', async () => {
+      const id = uniqueId('tty');
+      // ctr needs a terminal on its own stdin for -t; script(1) provides one.
+      const r = await new Promise<{ code: number; out: string }>((resolve) => {
+        const cmd = [tools.ctr, '--address', c.address, '--namespace', c.namespace, ...run, '-t', image, id, 'sh', '-c', 'tty; echo tty-ok'].join(' ');
+        const p = spawn('script', ['-qec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+        p.on('exit', (code) => resolve({ code: code ?? 1, out }));
+        setTimeout(() => p.kill('SIGKILL'), 60_000).unref();
+      });
+      expect(r.out).toContain('tty-ok');
+      expect(r.out).toMatch(/\/dev\/pts\/\d+/);
+      expect(r.code).toBe(0);
+      await expectClean([id]);
+    });
+
+    test('seq 1 100000 arrives whole, 20 times out of 20', async () => {
+      const want = Array.from({ length: 100000 }, (_, i) => `${i + 1}\n`).join('');
+      for (let i = 0; i < 20; i++) {
+        const id = uniqueId(`seq${i}`);
+        const r = await c.ctr([...run, image, id, 'seq', '1', '100000']);
+        expect(r.code).toBe(0);
+        expect(r.stdout.length).toBe(want.length);
+        expect(r.stdout === want).toBe(true);
+      }
+    }, 600_000);
+
+    test('64 MiB of stdout, byte-exact', async () => {
+      const id = uniqueId('big');
+      const line = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ\n';
+      const size = 64 << 20;
+      const want = line.repeat(Math.ceil(size / line.length)).slice(0, size);
+      const r = await c.ctr([...run, image, id, 'sh', '-c', `yes ${line.trim()} | head -c ${size}`], { maxBuffer: 80 << 20 });
+      expect(r.code).toBe(0);
+      expect(r.stdout.length).toBe(size);
+      expect(createHash('sha256').update(r.stdout).digest('hex')).toBe(createHash('sha256').update(want).digest('hex'));
+      await expectClean([id]);
+    }, 300_000);
+
+    test('50 parallel execs', async () => {
+      const id = uniqueId('par');
+      expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done'])).code).toBe(0);
+      try {
+        await waitForStatus(c, id, 'RUNNING');
+        const rs = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+          c.ctr(['task', 'exec', '--exec-id', `p${i}`, id, 'sh', '-c', `echo exec-${i}; exit ${i % 7}`])));
+        rs.forEach((r, i) => expect(r, r.stderr).toMatchObject({ code: i % 7, stdout: `exec-${i}\n` }));
+      } finally {
+        await c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+        await sleep(300);
+        await c.ctr(['task', 'rm', '-f', id]);
+        await c.ctr(['container', 'rm', id]);
+      }
+      await expectClean([id]);
+    }, 300_000);
+
+    test('20 ctr run --rm in a row leave nothing', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const id = uniqueId(`row${i}`);
+        ids.push(id);
+        const r = await c.ctr([...run, image, id, 'true']);
+        expect(r.code, r.stderr).toBe(0);
+      }
+      await expectClean(ids);
+    }, 600_000);
+
+    test('containerd killed and restarted: the task is still there, killable, deletable', async () => {
+      const id = uniqueId('rst');
+      expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done'])).code).toBe(0);
+      await waitForStatus(c, id, 'RUNNING');
+      await c.restart();
+      await waitForStatus(c, id, 'RUNNING');
+      expect((await c.ctr(['task', 'kill', '-s', 'SIGKILL', id])).code).toBe(0);
+      await waitForStatus(c, id, 'STOPPED');
+      expect((await c.ctr(['task', 'rm', id])).code).toBe(0);
+      expect((await c.ctr(['container', 'rm', id])).code).toBe(0);
+      await expectClean([id]);
+    }, 180_000);
+
+    test('shim SIGKILLed: ctr task rm cleans up through `delete`', async () => {
+      const id = uniqueId('crash');
+      expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done'])).code).toBe(0);
+      await waitForStatus(c, id, 'RUNNING');
+      const bundle = `${c.dir}/state/io.containerd.runtime.v2.task/${c.namespace}/${id}`;
+      const pid = Number(readFileSync(`${bundle}/shim.pid`, 'utf8'));
+      expect(pid).toBeGreaterThan(0);
+      process.kill(pid, 'SIGKILL');
+      await waitForStatus(c, id, 'STOPPED').catch(() => {});
+      await c.ctr(['task', 'rm', '-f', id]);
+      await c.ctr(['container', 'rm', id]);
+      await expectClean([id]);
+      const sock = createHash('sha256').update(`${c.address}/${c.namespace}/${id}`).digest('hex');
+      expect(existsSync(`/run/containerd/s/${sock}`)).toBe(false);
+    }, 120_000);
+  });
+}
