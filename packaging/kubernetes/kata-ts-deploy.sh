@@ -173,6 +173,17 @@ foreign_definition() {
 	return 0
 }
 
+# 0 when config.toml (outside our block) configures any CRI runtime itself.
+defines_runtimes() {
+	local i inside=0
+	for i in "${!lines[@]}"; do
+		if [[ ${lines[$i]} == "$BLOCK_BEGIN" ]]; then inside=1; fi
+		if [[ $inside == 0 && ${lines[$i]} =~ ^[^#]*(^|[^_[:alnum:]])runtimes[[:space:]]*[.=] ]]; then return 0; fi
+		if [[ ${lines[$i]} == "$BLOCK_END" ]]; then inside=0; fi
+	done
+	return 1
+}
+
 # Removes our marker block and the blank line install put before it from `lines`; sets
 # `stripped` to 1 if there was one.
 strip_block() {
@@ -197,8 +208,14 @@ strip_block() {
 # ---- containerd 1.x (config version 1/2): our block in config.toml itself ---------------------
 install_inline() {
 	local plugin=$1 block=() found
-	mapfile -t block < <(printf '%s\n' "$BLOCK_BEGIN"; runtime_entry "$plugin"; printf '%s\n' "$BLOCK_END")
 	read_lines "$config_file"
+	# containerd 1.x replaces its built-in runtimes map (runc, the default) with the tables in the
+	# file: one entry alone would leave CRI without its default runtime and fail to load. Keep runc.
+	local keep_runc=()
+	if ! defines_runtimes; then
+		keep_runc=("[plugins.$plugin.containerd.runtimes.runc]" '  runtime_type = "io.containerd.runc.v2"')
+	fi
+	mapfile -t block < <(printf '%s\n' "$BLOCK_BEGIN"; runtime_entry "$plugin"; printf '%s\n' "${keep_runc[@]}" "$BLOCK_END")
 	found=$(foreign_definition)
 	[[ -z $found ]] || die "$config_file already defines runtime $HANDLER outside kata-ts-deploy's block ($found); remove it first"
 	if [[ ! -e $backup_file ]]; then
