@@ -207,7 +207,7 @@ strip_block() {
 
 # ---- containerd 1.x (config version 1/2): our block in config.toml itself ---------------------
 install_inline() {
-	local plugin=$1 block=() found
+	local plugin=$1 block=()
 	read_lines "$config_file"
 	# containerd 1.x replaces its built-in runtimes map (runc, the default) with the tables in the
 	# file: one entry alone would leave CRI without its default runtime and fail to load. Keep runc.
@@ -216,8 +216,6 @@ install_inline() {
 		keep_runc=("[plugins.$plugin.containerd.runtimes.runc]" '  runtime_type = "io.containerd.runc.v2"')
 	fi
 	mapfile -t block < <(printf '%s\n' "$BLOCK_BEGIN"; runtime_entry "$plugin"; printf '%s\n' "${keep_runc[@]}" "$BLOCK_END")
-	found=$(foreign_definition)
-	[[ -z $found ]] || die "$config_file already defines runtime $HANDLER outside kata-ts-deploy's block ($found); remove it first"
 	if [[ ! -e $backup_file ]]; then
 		cp -p "$config_file" "$backup_file"
 		state[backup]=$backup_file
@@ -391,7 +389,6 @@ cleanup_dropin() {
 # ---- steps --------------------------------------------------------------------------------------
 install_shim() {
 	local dst tmp
-	[[ -f $shim_src && -x $shim_src ]] || die "shim '$shim_src' is missing or not executable (set KATA_TS_SHIM)"
 	make_dirs "$(dirname "$SHIM_PATH")"
 	dst=$(h "$SHIM_PATH")
 	tmp=$(h "$(dirname "$SHIM_PATH")/.$SHIM_NAME.tmp")
@@ -445,17 +442,23 @@ do_install() {
 		die "$KATA_CLH_CONFIG not found under host root $host_root: kata-deploy must install Kata first"
 	[[ -f $config_file ]] ||
 		die "containerd config $config_file not found (kata-deploy creates it; or run 'containerd config default > $containerd_config' on the node)"
+	[[ -f $shim_src && -x $shim_src ]] || die "shim '$shim_src' is missing or not executable (set KATA_TS_SHIM)"
+	# Everything that can refuse does so before anything on the host changes.
+	local version found
+	read_lines "$config_file"
+	version=$(config_version)
+	[[ $version == [123] ]] || die "$config_file has config version $version; kata-ts-deploy knows versions 1, 2 and 3"
+	if [[ $version != 3 ]]; then
+		found=$(foreign_definition)
+		[[ -z $found ]] || die "$config_file already defines runtime $HANDLER outside kata-ts-deploy's block ($found); remove it first"
+	fi
 	load_state
 	install_shim
 	save_state
-	read_lines "$config_file"
-	local version
-	version=$(config_version)
 	case $version in
 	3) install_dropin ;;
 	2) install_inline '"io.containerd.grpc.v1.cri"' ;;
 	1) install_inline cri ;;
-	*) die "$config_file has config version $version; kata-ts-deploy knows versions 1, 2 and 3" ;;
 	esac
 	save_state
 	restart_containerd

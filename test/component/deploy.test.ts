@@ -301,8 +301,10 @@ describe('kata-ts-deploy.sh install / cleanup', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(`containerd config ${h.config} not found`);
     writeFileSync(h.config, debianV2);
+    const before = snapshot(h.root);
     r = await deploy(h, 'install', { KATA_TS_SHIM: join(h.dir, 'nope') });
     expect(r.code).not.toBe(0);
+    expect(snapshot(h.root)).toEqual(before);
     expect(r.stderr).toContain(`shim '${join(h.dir, 'nope')}' is missing or not executable`);
     r = await run('bash', [script, '--host-root', join(h.dir, 'nope'), 'install']);
     expect(r.code).not.toBe(0);
@@ -314,17 +316,18 @@ describe('kata-ts-deploy.sh install / cleanup', () => {
     r = await deploy(h, 'install');
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('config version 4');
-    expect(await deploy(h, 'cleanup')).toMatchObject({ code: 0 });
+    expect(readFileSync(h.config, 'utf8')).toBe('version = 4\n');
+    expect(existsSync(join(h.root, shimHostPath))).toBe(false);
   });
 
   it('refuses a config that already defines kata-clh-ts itself', async () => {
     const config = `${debianV2}\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes."kata-clh-ts"]\n  runtime_type = "io.containerd.runc.v2"\n`;
     const h = makeHost(config);
+    const before = snapshot(h.root);
     const r = await deploy(h, 'install');
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('already defines runtime kata-clh-ts outside');
-    expect(readFileSync(h.config, 'utf8')).toBe(config);
-    expect(await deploy(h, 'cleanup')).toMatchObject({ code: 0 });
+    expect(snapshot(h.root)).toEqual(before);
   });
 
   it('version 2 edited by someone else after install: cleanup removes only our entry, keeps their edit and the backup', async () => {
