@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Paths } from '../config/index.js';
 import { TypeUrl, containerd, google, timestampFrom } from '../proto/index.js';
-import { pumpInput, pumpOutput, toGuestSpec } from '../agent-client/index.js';
+import { pumpInput, pumpOutput, toGuestProcess, toGuestResources, toGuestSpec } from '../agent-client/index.js';
 import {
   AlreadyExistsError, IllegalStateError, InvalidArgumentError, NotFoundError, UnimplementedError, VmDiedError, describe,
 } from './errors.js';
@@ -178,8 +178,7 @@ export class TaskService {
       this.emit('/tasks/start', TypeUrl.taskStart, ev.TaskStart, { containerId: c.id, pid: p.pid });
     } else {
       p.agentExecId = randomUUID();
-      const g = toGuestSpec({ ...c.spec, process: p.spec, root: { path: 'rootfs' } }, { containerId: c.id, guestRootfs: '/', disableGuestSeccomp: true });
-      await agent.execProcess({ containerId: c.id, execId: p.agentExecId, process: g.spec.Process });
+      await agent.execProcess({ containerId: c.id, execId: p.agentExecId, process: toGuestProcess(p.spec) });
       p.pid = this.pid;
       p.sm.step('start');
       this.emit('/tasks/exec-started', TypeUrl.taskExecStarted, ev.TaskExecStarted, { containerId: c.id, execId: p.execId, pid: p.pid });
@@ -367,8 +366,7 @@ export class TaskService {
     } catch (err) {
       throw new InvalidArgumentError(`update of task ${c.id}: resources are not JSON`, { cause: err });
     }
-    const g = toGuestSpec({ ...c.spec, linux: { ...(c.spec.linux ?? {}), resources } }, { containerId: c.id, guestRootfs: '/', disableGuestSeccomp: true });
-    await this.agent().updateContainer(c.id, g.spec.Linux?.Resources ?? {});
+    await this.agent().updateContainer(c.id, toGuestResources(resources));
   }
 
   async wait(req: containerd.task.v2.WaitRequest): Promise<containerd.task.v2.WaitResponse.$Properties> {
