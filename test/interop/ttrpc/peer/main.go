@@ -31,6 +31,7 @@ func main() {
 	conc := flag.Int("concurrency", 1, "bench: concurrent callers")
 	size := flag.Int("size", 64, "bench: payload bytes")
 	dur := flag.Duration("duration", 2*time.Second, "bench: how long")
+	warm := flag.Duration("warmup", 0, "bench: calls before measuring")
 	flag.Parse()
 	if *sock == "" {
 		fmt.Fprintln(os.Stderr, "ttrpc-peer: -socket is required")
@@ -42,7 +43,7 @@ func main() {
 	case "client":
 		check(*sock)
 	case "bench":
-		bench(*sock, *conc, *size, *dur)
+		bench(*sock, *conc, *size, *warm, *dur)
 	default:
 		fmt.Fprintf(os.Stderr, "ttrpc-peer: unknown -mode %q\n", *mode)
 		os.Exit(2)
@@ -228,29 +229,36 @@ func check(path string) {
 	fmt.Println(string(j))
 }
 
-func bench(path string, conc, size int, dur time.Duration) {
+func bench(path string, conc, size int, warm, dur time.Duration) {
 	c := dial(path)
 	defer c.Close()
 	payload := make([]byte, size)
-	var calls int64
-	stop := time.Now().Add(dur)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := 0; i < conc; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out := newMsg(nil)
-			for time.Now().Before(stop) {
-				if err := c.Call(context.Background(), service, "Echo", newMsg(payload), out); err != nil {
-					fmt.Fprintln(os.Stderr, "bench call:", err)
-					os.Exit(1)
+	loop := func(d time.Duration) (int64, float64) {
+		var calls int64
+		stop := time.Now().Add(d)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := 0; i < conc; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out := newMsg(nil)
+				for time.Now().Before(stop) {
+					if err := c.Call(context.Background(), service, "Echo", newMsg(payload), out); err != nil {
+						fmt.Fprintln(os.Stderr, "bench call:", err)
+						os.Exit(1)
+					}
+					atomic.AddInt64(&calls, 1)
 				}
-				atomic.AddInt64(&calls, 1)
-			}
-		}()
+			}()
+		}
+		wg.Wait()
+		return calls, time.Since(start).Seconds()
 	}
-	wg.Wait()
-	j, _ := json.Marshal(map[string]interface{}{"calls": calls, "seconds": time.Since(start).Seconds()})
+	if warm > 0 {
+		loop(warm)
+	}
+	calls, secs := loop(dur)
+	j, _ := json.Marshal(map[string]interface{}{"calls": calls, "seconds": secs})
 	fmt.Println(string(j))
 }
