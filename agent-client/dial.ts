@@ -13,7 +13,7 @@ import { noopLogger, type Logger } from './log.js';
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 const MAX_LINE = 512;
 const RETRY_MIN_MS = 10;
-const RETRY_MAX_MS = 200;
+const RETRY_MAX_MS = 50;
 
 /** Why one attempt failed; `reason` is stable, for logs and tests. */
 export class HandshakeError extends Error {
@@ -136,7 +136,9 @@ export async function dialAgent(o: DialOptions): Promise<AgentClient> {
     try {
       const sock = await connectHybridVsock(o.socketPath, o.port, { timeoutMs: Math.max(1, Math.min(HANDSHAKE_TIMEOUT_MS, left)), signal: o.signal });
       log.debug('agent connected', { subsystem: 'agent', address: where, attempts, ms: Date.now() - started });
-      return new AgentClient(new Client(sock, { log }), { log });
+      const client = new AgentClient(new Client(sock, { log }), { log });
+      sock.resume(); // the handshake read in paused mode; ttrpc reads in flowing mode
+      return client;
     } catch (err) {
       const e = err as HandshakeError;
       if (e.reason === 'aborted') throw new AgentDialError(`dialing the agent at ${where} was aborted`, { cause: e.cause ?? e });
