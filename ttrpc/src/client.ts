@@ -336,8 +336,8 @@ export class ClientStream implements AsyncIterable<Uint8Array> {
 
   /** Sends one message (a Data frame). Throws StatusError / ClosedError. */
   send(payload: Uint8Array): void {
-    if (this.#localClosed) throw new StatusError(Code.FAILED_PRECONDITION, 'ttrpc: stream send side is closed');
     if (this.#error) throw this.#error;
+    if (this.#localClosed) throw new StatusError(Code.FAILED_PRECONDITION, 'ttrpc: stream send side is closed');
     this.client.sendData(this.#id, 0, payload);
   }
 

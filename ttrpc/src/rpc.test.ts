@@ -404,3 +404,28 @@ describe('server shutdown', () => {
     expect(client.closed).toBe(true);
   });
 });
+
+describe('handler results', () => {
+  it('a handler returning something other than bytes → INTERNAL naming the method', async () => {
+    const { client } = await pair({ Bad: () => 'a string' });
+    await expect(client.call(SVC, 'Bad', new Uint8Array())).rejects.toMatchObject({
+      code: Code.INTERNAL,
+      message: `ttrpc: handler for ${SVC}/Bad returned string, want Uint8Array`,
+    });
+  });
+
+  it('the same handlers may be registered under two service names (task v2 and v3)', async () => {
+    const server = new Server();
+    const methods = { Echo: (p: Uint8Array) => p };
+    server.register('containerd.task.v2.Task', methods);
+    server.register('containerd.task.v3.Task', methods);
+    expect(() => server.register('containerd.task.v3.Task', methods)).toThrow(/containerd.task.v3.Task\/Echo is already registered/);
+    const addr = abstractName('two');
+    await server.listen(addr);
+    cleanups.push(() => server.close());
+    const c = await Client.connect(addr);
+    cleanups.push(() => c.close());
+    expect([...(await c.call('containerd.task.v3.Task', 'Echo', Buffer.from([3])))]).toEqual([3]);
+    expect([...(await c.call('containerd.task.v2.Task', 'Echo', Buffer.from([2])))]).toEqual([2]);
+  });
+});

@@ -441,8 +441,10 @@ class ServerConn implements FrameSink {
     } else if (f.stream && !(value instanceof Uint8Array)) {
       // server-streaming end: remote-closed Data without payload, as Go's server sends
       this.sendData(id, FLAG_REMOTE_CLOSED | FLAG_NO_DATA, EMPTY);
+    } else if (value !== undefined && !(value instanceof Uint8Array)) {
+      this.#sendStatus(id, new StatusError(Code.INTERNAL, `ttrpc: handler for ${f.ctx.service}/${f.ctx.method} returned ${typeof value}, want Uint8Array`));
     } else {
-      const payload = value instanceof Uint8Array ? value : EMPTY;
+      const payload = value ?? EMPTY;
       if (payload.length > MAX_MESSAGE) this.#sendStatus(id, oversizeError(payload.length));
       else this.#respond(id, OK_STATUS, payload);
     }
