@@ -323,6 +323,35 @@ describe('bad peers', () => {
     expect(Buffer.from(await client.call(SVC, 'Echo', Buffer.from('still'))).toString()).toBe('still');
     expect(server.connections).toBe(1);
   });
+  it('server: a Request written one byte at a time, and three Requests in one write, are all answered', async () => {
+    const { addr } = await pair();
+    const raw = await RawPeer.connect(addr);
+    cleanups.push(() => raw.destroy());
+    const one = requestFrame(1, { service: SVC, method: 'Echo', payload: Buffer.from('split') });
+    for (let i = 0; i < one.length; i++) {
+      raw.write(one.subarray(i, i + 1));
+      await sleep(0);
+    }
+    expect(Buffer.from((await raw.nextStatus()).payload).toString()).toBe('split');
+    raw.write(Buffer.concat([3, 5, 7].map((id) => requestFrame(id, { service: SVC, method: 'Echo', payload: Buffer.from([id]) }))));
+    const got = [await raw.nextStatus(), await raw.nextStatus(), await raw.nextStatus()];
+    expect(got.map((g) => [g.id, g.payload[0]])).toEqual([
+      [3, 3],
+      [5, 5],
+      [7, 7],
+    ]);
+  });
+
+  it('client: a server sending garbage closes the connection; pending calls get ClosedError', async () => {
+    const { client, peer } = await rawServer();
+    const p = client.call(SVC, 'A', new Uint8Array());
+    await peer.next();
+    peer.socket.write('HTTP/1.1 400 Bad Request\r\n\r\n');
+    const err = await p.catch((e) => e);
+    expect(err).toBeInstanceOf(ClosedError);
+    expect(err.message).toMatch(/not ttrpc/);
+    expect(client.closed).toBe(true);
+  });
 });
 
 describe('connection close', () => {
