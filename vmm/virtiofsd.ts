@@ -2,7 +2,7 @@
 // the listening vhost-user socket ourselves and pass it as fd 3 (`--fd=3`), so the socket exists
 // before the VMM starts and virtiofsd never touches the path. Deviation: no `--syslog`; its
 // stderr (where it logs without --syslog) goes to our logger, i.e. the shim log.
-import { renameSync, rmSync } from 'node:fs';
+import { linkSync, renameSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import type { Logger } from '../config/index.js';
 import { VmmError } from './errors.js';
@@ -34,20 +34,22 @@ async function listen(path: string): Promise<Server> {
 
 /** Starts virtiofsd on a fresh listening socket; on failure nothing is left (no socket, no process). */
 export async function startVirtiofsd(o: VirtiofsdOptions): Promise<ManagedProcess> {
-  // libuv unlinks a bound pipe's path when the handle closes, so bind under a temporary name,
-  // move it into place, and only then close our copy of the listener.
-  const tmp = `${o.socketPath}.${process.pid}.tmp`;
-  rmSync(tmp, { force: true });
+  // libuv unlinks a bound pipe's path when the handle closes. Bind at the real path (so the
+  // socket's name in /proc/net/unix is the one the VMM connects to), keep a second hard link
+  // while our copy of the listener closes, then move that link back into place.
+  const keep = `${o.socketPath}.${process.pid}.keep`;
+  rmSync(keep, { force: true });
   let server: Server;
   try {
-    server = await listen(tmp);
+    server = await listen(o.socketPath);
   } catch (err) {
     throw new VmmError('VIRTIOFSD', `cannot listen on ${o.socketPath}: ${(err as Error).message}`, { cause: err });
   }
+  let child: ManagedProcess | undefined;
   try {
-    renameSync(tmp, o.socketPath);
+    linkSync(o.socketPath, keep);
     const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
-    return await ManagedProcess.start({
+    child = await ManagedProcess.start({
       name: 'virtiofsd',
       path: o.path,
       args: virtiofsdArgs(o),
@@ -56,12 +58,11 @@ export async function startVirtiofsd(o: VirtiofsdOptions): Promise<ManagedProces
       errorCode: 'VIRTIOFSD',
       extraFds: [fd],
     });
-  } catch (err) {
-    rmSync(o.socketPath, { force: true });
-    throw err;
   } finally {
     // The child holds its own copy of the listener; ours must not accept the VMM's connection.
-    server.close();
-    rmSync(tmp, { force: true });
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (child) renameSync(keep, o.socketPath);
+    else rmSync(keep, { force: true });
   }
+  return child;
 }
