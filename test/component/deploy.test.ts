@@ -523,6 +523,8 @@ describe('real containerd with the installed config', () => {
       for (const deadline = Date.now() + 20_000; Date.now() < deadline && !status;) {
         if (daemon.exitCode !== null) throw new Error(`containerd exited ${daemon.exitCode}:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
         if (existsSync(socket)) status = await criStatus(socket).catch((e) => { lastErr = e; return undefined; });
+        // Served, but no CRI service: the CRI plugin refused the config (its reason is in the log).
+        if ((lastErr as { code?: number } | undefined)?.code === grpc.status.UNIMPLEMENTED) break;
         if (!status) await sleep(100);
       }
       expect(status, `CRI Status never answered: ${String(lastErr)}\n${readFileSync(logFile, 'utf8').slice(-3000)}`).toBeDefined();
