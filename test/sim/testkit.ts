@@ -90,12 +90,16 @@ export function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
 }
 
-/** Guest dirs and guest cgroups of the cloud-hypervisor simulator that still exist. */
-export function simLeftovers(): string[] {
-  const left = readdirSync(tmpdir()).filter((f) => f.startsWith('ch-sim-guest-')).map((f) => join(tmpdir(), f));
+/** Guest dirs of the cloud-hypervisor simulator left in `tmp` (the TMPDIR the test gave the VMM),
+ *  and cgroups named after them. (A guest removes its cgroups before its dir.) */
+export function simLeftovers(tmp: string = tmpdir()): string[] {
+  const names = readdirSync(tmp).filter((f) => f.startsWith('ch-sim-guest-'));
+  const left = names.map((f) => join(tmp, f));
   for (const ctrl of ['freezer', 'memory', 'cpu', 'pids', 'devices', 'blkio', 'cpuset', 'cpuacct']) {
-    const d = join('/sys/fs/cgroup', ctrl, 'kata-ts-sim');
-    if (existsSync(d)) left.push(...readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(d, e.name)));
+    for (const n of names) {
+      const d = join('/sys/fs/cgroup', ctrl, 'kata-ts-sim', n);
+      if (existsSync(d)) left.push(d);
+    }
   }
   return left;
 }

@@ -17,14 +17,20 @@ let n = 0;
 let vmms: Started[] = [];
 let daemons: ChildProcess[] = [];
 
-beforeAll(() => { dir = mkdtempSync(join(tmpdir(), 'ch-sim-test-')); });
+let guestTmp: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ch-sim-test-'));
+  // The VMMs' guest dirs go here, so that leftovers are ours (other suites run simulators too).
+  guestTmp = join(dir, 'tmp');
+  mkdirSync(guestTmp);
+});
 afterEach(async () => {
   for (const v of vmms) if (v.child.exitCode === null && v.child.signalCode === null) { v.child.kill('SIGKILL'); await v.exited; }
   for (const d of daemons) if (d.exitCode === null && d.signalCode === null) d.kill('SIGKILL');
   vmms = [];
   daemons = [];
-  await waitFor('the guests to clean up after their VMM', () => simLeftovers().length === 0, 5_000).catch(() => {});
-  expect(simLeftovers()).toEqual([]);
+  await waitFor('the guests to clean up after their VMM', () => simLeftovers(guestTmp).length === 0, 5_000).catch(() => {});
+  expect(simLeftovers(guestTmp)).toEqual([]);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -32,7 +38,7 @@ async function vmm(env: NodeJS.ProcessEnv = {}, extra: string[] = []): Promise<{
   const vmDir = join(dir, `vm${n++}`);
   mkdirSync(vmDir);
   const sock = join(vmDir, 'clh-api.sock');
-  const v = start(tools.simCloudHypervisor, ['--api-socket', sock, '-vv', ...extra], { CH_SIM_AGENT: echoGuest, ...env });
+  const v = start(tools.simCloudHypervisor, ['--api-socket', sock, '-vv', ...extra], { CH_SIM_AGENT: echoGuest, TMPDIR: guestTmp, ...env });
   vmms.push(v);
   await waitFor(`${sock}`, () => existsSync(sock) || v.child.exitCode !== null);
   return { v, sock, vmDir };

@@ -2,13 +2,15 @@
 // and a freezer cgroup under which the agent puts every container it starts (so pausing the VM
 // freezes them all and destroying the VM kills them all, as tearing down a real VM does). The
 // agent itself stays outside that cgroup so that it can remove it when it ends on its own.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { guestViewFile, type GuestFs, type GuestView } from '../guest.js';
 
 const cgroupRoot = '/sys/fs/cgroup';
+const guestPrefix = 'ch-sim-guest-';
+const ownerFile = 'owner.json';
 const cgroupBase = 'kata-ts-sim';
 
 export interface GuestLog { info(msg: string, f?: object): void; warn(msg: string, f?: object): void; debug(msg: string, f?: object): void }
@@ -36,7 +38,8 @@ export class Guest {
   private exitCb: (code: number | null, signal: string | null) => void = () => {};
 
   constructor(private readonly o: GuestOptions) {
-    this.dir = mkdtempSync(join(tmpdir(), 'ch-sim-guest-'));
+    this.dir = mkdtempSync(join(tmpdir(), guestPrefix));
+    writeOwner(this.dir);
     this.vsockDir = join(this.dir, 'vsock');
   }
 
@@ -63,6 +66,7 @@ export class Guest {
     const child = spawn(this.o.agentPath, ['--guest', file], { stdio: ['pipe', out === 'inherit' ? 'inherit' : out, out === 'inherit' ? 'inherit' : out] });
     if (typeof out === 'number') closeSync(out);
     this.child = child;
+    writeOwner(this.dir, child.pid);
     child.stdin!.on('error', () => {});
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
@@ -123,24 +127,57 @@ export class Guest {
       await this.exited;
       clearTimeout(t);
     }
-    this.killLeftovers();
-    rmSync(this.dir, { recursive: true, force: true });
+    destroyGuestDir(this.dir, this.cgroup, this.o.log);
   }
 
-  /** Last resort when the agent did not clean up: kill every task in the guest's cgroup tree, remove the dirs in every controller. */
-  private killLeftovers(): void {
-    if (!this.cgroup) return;
-    const frozen = join(cgroupRoot, 'freezer', this.cgroup);
+}
+
+/** Last resort when the agent did not clean up: kill every task in the guest's cgroup tree, remove
+ *  its cgroup dirs in every controller, unmount its network namespace, remove the dir. */
+function destroyGuestDir(dir: string, cgroup: string, log: GuestLog): void {
+  if (cgroup) {
+    const frozen = join(cgroupRoot, 'freezer', cgroup);
     for (const pid of tasksUnder(frozen)) {
-      this.o.log.warn('guest: killing a leftover process', { pid });
+      log.warn('guest: killing a leftover process', { pid });
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     }
-    this.freezer('THAWED');
+    try { writeFileSync(join(frozen, 'freezer.state'), 'THAWED'); } catch { /* gone */ }
     for (let i = 0; i < 100 && tasksUnder(frozen).length; i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
     let ctrls: string[] = [];
     try { ctrls = readdirSync(cgroupRoot); } catch { /* none */ }
-    for (const ctrl of ctrls) removeTree(join(cgroupRoot, ctrl, this.cgroup));
+    for (const ctrl of ctrls) removeTree(join(cgroupRoot, ctrl, cgroup));
     try { rmdirSync(join(cgroupRoot, 'freezer', cgroupBase)); } catch { /* other VMs still there */ }
+  }
+  // The agent's sandbox network namespace is a bind mount in the guest dir.
+  const netns = join(dir, 'netns');
+  if (existsSync(netns)) { try { execFileSync('umount', [netns], { stdio: 'ignore' }); } catch { /* not mounted */ } }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function startTime(pid: number): string | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2).split(' ')[19];
+  } catch { return undefined; }
+}
+
+function writeOwner(dir: string, agentPid?: number): void {
+  writeFileSync(join(dir, ownerFile), JSON.stringify({ vmmPid: process.pid, vmmStart: startTime(process.pid), agentPid, agentStart: agentPid ? startTime(agentPid) : undefined }));
+}
+
+/** Removes guest dirs (and their cgroups) whose VMM and agent are both gone: what a VMM killed
+ *  before its guest could clean up leaves behind. Run when a VMM starts. */
+export function sweepStaleGuests(log: GuestLog): void {
+  let entries: string[] = [];
+  try { entries = readdirSync(tmpdir()).filter((e) => e.startsWith(guestPrefix)); } catch { return; }
+  for (const e of entries) {
+    const dir = join(tmpdir(), e);
+    let o: { vmmPid?: number; vmmStart?: string; agentPid?: number; agentStart?: string };
+    try { o = JSON.parse(readFileSync(join(dir, ownerFile), 'utf8')); } catch { continue; }
+    const live = (pid?: number, start?: string) => !!pid && startTime(pid) !== undefined && startTime(pid) === start;
+    if (live(o.vmmPid, o.vmmStart) || live(o.agentPid, o.agentStart)) continue;
+    log.info('removing a stale guest dir', { dir });
+    destroyGuestDir(dir, `/${cgroupBase}/${e}`, log);
   }
 }
 

@@ -9,6 +9,7 @@ import { readFaults } from './faults.js';
 import { locateOpenApi, OpenApi } from './openapi.js';
 import { createApiServer } from './api.js';
 import { Vmm, type VmmLog } from './vm.js';
+import { sweepStaleGuests } from './guest.js';
 
 const version = '51.1.0';
 
@@ -88,6 +89,7 @@ async function main(): Promise<void> {
     events.close();
     process.exit(1);
   }
+  sweepStaleGuests(log);
   log.info('API server listening', { socket: apiPath ?? `fd=${'fd' in cli.apiSocket ? cli.apiSocket.fd : ''}`, pid: process.pid });
 }
 

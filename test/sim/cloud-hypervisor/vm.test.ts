@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { simLeftovers } from '../testkit.js';
 import { ApiError } from './errors.js';
 import { EventMonitor } from './events.js';
 import { readFaults } from './faults.js';
@@ -9,6 +10,10 @@ import { transitions, Vmm, withDefaults, validateConfig, type VmAction, type VmS
 
 const idleGuest = join(import.meta.dirname, 'testdata', 'idle-guest.sh');
 const dir = mkdtempSync(join(tmpdir(), 'ch-sim-vm-test-'));
+// Guest dirs of this file's VMs go below `dir` (os.tmpdir() follows TMPDIR), so leftovers are ours.
+const guestTmp = join(dir, 'tmp');
+mkdirSync(guestTmp);
+process.env.TMPDIR = guestTmp;
 const kernel = join(dir, 'vmlinux');
 writeFileSync(kernel, 'not really a kernel');
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
@@ -63,9 +68,8 @@ afterEach(async () => {
   exits = [];
 });
 afterAll(() => {
-  const left = readdirSync(tmpdir()).filter((f) => f.startsWith('ch-sim-guest-'));
+  expect(simLeftovers(guestTmp)).toEqual([]);
   rmSync(dir, { recursive: true, force: true });
-  expect(left).toEqual([]);
 });
 
 const states: VmState[] = ['NotCreated', 'Created', 'Running', 'Paused'];

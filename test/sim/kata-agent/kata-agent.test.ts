@@ -1,0 +1,200 @@
+// The agent simulator as the runtime sees it: booted by the cloud-hypervisor simulator with the
+// real virtiofsd, reached over hybrid vsock with ttrpc, running busybox containers with runc.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client, Code, StatusError } from 'ttrpc-ts';
+import { google, grpc } from '../../../proto/index.js';
+import { missing, tools } from '../../env.js';
+import { alive, api, dialVsockRetry, simLeftovers, start, waitFor, type Started } from '../testkit.js';
+
+const skip = missing(tools.simCloudHypervisor, tools.simKataAgent, tools.virtiofsd, tools.runc, tools.busybox);
+if (skip) console.warn(`skipping kata-agent simulator tests: ${skip} (npm run build)`);
+
+const guestShared = '/run/kata-containers/shared/containers/';
+let dir: string;
+let shared: string;
+let vmm: Started;
+let virtiofsd: ChildProcess;
+let client: Client;
+let apiSock: string;
+let guestTmp: string;
+
+function rootfs(cid: string): string {
+  const r = join(shared, cid, 'rootfs');
+  mkdirSync(join(r, 'bin'), { recursive: true });
+  for (const d of ['proc', 'dev', 'sys', 'tmp', 'etc']) mkdirSync(join(r, d), { recursive: true });
+  copyFileSync(tools.busybox, join(r, 'bin', 'busybox'));
+  execFileSync('chmod', ['755', join(r, 'bin', 'busybox')]);
+  for (const a of ['sh', 'echo', 'cat', 'sleep', 'tty', 'stty', 'tail', 'head', 'ls', 'hostname', 'ip']) symlinkSync('busybox', join(r, 'bin', a));
+  return `${guestShared}${cid}/rootfs`;
+}
+
+/** A spec like the one Kata sends after its guest rewrite (no network ns, no hooks, rootfs in the shared mount). */
+function spec(cid: string, args: string[], terminal = false): grpc.ISpec {
+  return {
+    Version: '1.0.2',
+    Process: { Terminal: terminal, User: { UID: 0, GID: 0 }, Args: args, Env: ['PATH=/bin', 'TERM=xterm'], Cwd: '/',
+      Capabilities: { Bounding: ['CAP_KILL', 'CAP_CHOWN'], Effective: ['CAP_KILL', 'CAP_CHOWN'], Permitted: ['CAP_KILL', 'CAP_CHOWN'] },
+      NoNewPrivileges: true, ...(terminal ? { ConsoleSize: { Height: 25, Width: 80 } } : {}) },
+    Root: { Path: rootfs(cid), Readonly: false },
+    Hostname: 'sim-pod',
+    Mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    ],
+    Linux: { Namespaces: [{ Type: 'pid' }, { Type: 'ipc' }, { Type: 'uts' }, { Type: 'mount' }], MaskedPaths: ['/proc/kcore'], ReadonlyPaths: ['/proc/sys'] },
+  };
+}
+
+async function call<T>(method: string, req: object, reqT: { encode(m: any): { finish(): Uint8Array } }, resT?: { decode(b: Uint8Array): T }, service = 'grpc.AgentService'): Promise<T> {
+  const out = await client.call(service, method, reqT.encode(req).finish());
+  return resT ? resT.decode(out) : (undefined as T);
+}
+const E = google.protobuf.Empty;
+
+async function fails(p: Promise<unknown>): Promise<StatusError> {
+  const e = await p.then(() => undefined, (x) => x);
+  expect(e).toBeInstanceOf(StatusError);
+  return e as StatusError;
+}
+
+async function readAll(cid: string, execId: string, which: 'ReadStdout' | 'ReadStderr'): Promise<string> {
+  let s = '';
+  for (;;) {
+    const r = await call(which, { containerId: cid, execId, len: 32768 }, grpc.ReadStreamRequest, grpc.ReadStreamResponse);
+    if (r.data.length === 0) return s;
+    s += Buffer.from(r.data).toString();
+  }
+}
+
+async function createStart(cid: string, args: string[], terminal = false): Promise<void> {
+  await call('CreateContainer', { containerId: cid, execId: cid, OCI: spec(cid, args, terminal) }, grpc.CreateContainerRequest);
+  await call('StartContainer', { containerId: cid }, grpc.StartContainerRequest);
+}
+const wait = (cid: string, execId: string) => call('WaitProcess', { containerId: cid, execId }, grpc.WaitProcessRequest, grpc.WaitProcessResponse).then((r) => r.status);
+
+describe.skipIf(!!skip)('kata-agent simulator', () => {
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'agent-sim-test-'));
+    shared = join(dir, 'shared');
+    mkdirSync(shared);
+    const fsSock = join(dir, 'virtiofsd.sock');
+    virtiofsd = spawn(tools.virtiofsd, ['--socket-path', fsSock, '--shared-dir', shared, '--cache', 'auto', '--log-level', 'error'], { stdio: 'ignore' });
+    await waitFor('virtiofsd', () => existsSync(fsSock));
+    apiSock = join(dir, 'clh-api.sock');
+    guestTmp = join(dir, 'tmp');
+    mkdirSync(guestTmp);
+    vmm = start(tools.simCloudHypervisor, ['--api-socket', apiSock], { CH_SIM_GUEST_CONSOLE: join(dir, 'console.log'), TMPDIR: guestTmp });
+    await waitFor('API socket', () => existsSync(apiSock));
+    const kernel = join(dir, 'vmlinux');
+    writeFileSync(kernel, '');
+    const vsock = join(dir, 'clh.sock');
+    expect((await api(apiSock, 'PUT', 'vm.create', {
+      payload: { kernel, cmdline: 'panic=1 quiet agent.log=debug' }, memory: { size: 2 ** 30, shared: true }, cpus: { boot_vcpus: 1, max_vcpus: 2 },
+      fs: [{ tag: 'kataShared', socket: fsSock, num_queues: 1, queue_size: 1024 }], vsock: { cid: 3, socket: vsock },
+      serial: { mode: 'Off' }, console: { mode: 'Off' },
+    })).status).toBe(204);
+    expect((await api(apiSock, 'PUT', 'vm.boot')).status).toBe(204);
+    const conn = await dialVsockRetry(vsock, 1024, 20_000);
+    client = new Client(conn.socket);
+  }, 60_000);
+
+  afterAll(async () => {
+    client?.close();
+    if (vmm && vmm.child.exitCode === null) {
+      await api(apiSock, 'PUT', 'vmm.shutdown').catch(() => {});
+      await Promise.race([vmm.exited, new Promise((r) => setTimeout(r, 15_000))]);
+      if (vmm.child.exitCode === null) vmm.child.kill('SIGKILL');
+    }
+    if (virtiofsd && virtiofsd.exitCode === null) virtiofsd.kill('SIGKILL');
+    await waitFor('guest cleanup', () => simLeftovers(guestTmp).length === 0, 10_000).catch(() => {});
+    expect(simLeftovers(guestTmp)).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('Health: Check answers SERVING, Version the agent version', async () => {
+    const h = await call('Check', { service: '' }, grpc.CheckRequest, grpc.HealthCheckResponse, 'grpc.Health');
+    expect(h.status).toBe(grpc.HealthCheckResponse.ServingStatus.SERVING);
+    const v = await call('Version', {}, grpc.CheckRequest, grpc.VersionCheckResponse, 'grpc.Health');
+    expect(v.agentVersion).toMatch(/^3\./);
+  });
+
+  it('methods it does not implement answer UNIMPLEMENTED "<name> method"', async () => {
+    const e = await fails(client.call('grpc.AgentService', 'CopyFile', new Uint8Array()));
+    expect(e).toMatchObject({ code: Code.UNIMPLEMENTED, message: 'CopyFile method' });
+    expect((await fails(client.call('grpc.AgentService', 'NoSuchThing', new Uint8Array()))).code).toBe(Code.UNIMPLEMENTED);
+  });
+
+  it('CreateSandbox needs the virtio-fs device the VM really has', async () => {
+    const bad = await fails(call('CreateSandbox', { sandboxId: 's', storages: [{ driver: 'virtio-fs', source: 'otherTag', fstype: 'virtiofs', mountPoint: guestShared }] }, grpc.CreateSandboxRequest));
+    expect(bad.code).toBe(Code.INTERNAL);
+    await call('CreateSandbox', { sandboxId: 'sandbox1', hostname: 'sim-pod', storages: [{ driver: 'virtio-fs', source: 'kataShared', fstype: 'virtiofs', mountPoint: guestShared }] }, grpc.CreateSandboxRequest);
+    const details = await call('GetGuestDetails', { memBlockSize: true, memHotplugProbe: true }, grpc.GuestDetailsRequest, grpc.GuestDetailsResponse);
+    expect(details.memBlockSizeBytes).toBe(128 * 2 ** 20);
+  });
+
+  it('rejects what the real agent rejects, with its codes', async () => {
+    expect((await fails(call('StartContainer', { containerId: 'nope' }, grpc.StartContainerRequest))).code).toBe(Code.INVALID_ARGUMENT);
+    expect((await fails(call('CreateContainer', { containerId: '', OCI: spec('x0', ['true']) }, grpc.CreateContainerRequest))).code).toBe(Code.INVALID_ARGUMENT);
+    const outside = spec('x1', ['true']);
+    outside.Root = { Path: '/elsewhere/rootfs' };
+    expect((await fails(call('CreateContainer', { containerId: 'x1', OCI: outside }, grpc.CreateContainerRequest))).code).toBe(Code.INTERNAL);
+    await call('CreateContainer', { containerId: 'x2', execId: 'x2', OCI: spec('x2', ['true']) }, grpc.CreateContainerRequest);
+    expect((await fails(wait('x2', 'no-such-exec'))).code).toBe(Code.NOT_FOUND);
+    await call('RemoveContainer', { containerId: 'x2' }, grpc.RemoveContainerRequest);
+  });
+
+  it('runs a container with runc: stdout, stderr, stdin, real exit status, EOF after exit', async () => {
+    await createStart('c1', ['sh', '-c', 'echo out; echo err >&2; read x; echo got $x; hostname; exit 3']);
+    const out = readAll('c1', 'c1', 'ReadStdout');
+    const err = readAll('c1', 'c1', 'ReadStderr');
+    const n = await call('WriteStdin', { containerId: 'c1', execId: 'c1', data: Buffer.from('hi\n') }, grpc.WriteStreamRequest, grpc.WriteStreamResponse);
+    expect(n.len).toBe(3);
+    await call('CloseStdin', { containerId: 'c1', execId: 'c1' }, grpc.CloseStdinRequest);
+    expect(await out).toBe('out\ngot hi\nsim-pod\n');
+    expect(await err).toBe('err\n');
+    expect(await wait('c1', 'c1')).toBe(3);
+    await call('RemoveContainer', { containerId: 'c1' }, grpc.RemoveContainerRequest);
+  });
+
+  it('execs, signals (128+N), SIGTERM upgraded to SIGKILL for an init that ignores it, stats, pause/resume', async () => {
+    await createStart('c2', ['sleep', '1000']);
+    await call('ExecProcess', { containerId: 'c2', execId: 'e1', process: { Args: ['sh', '-c', 'echo in-exec; exit 5'], Env: ['PATH=/bin'], Cwd: '/', User: { UID: 0, GID: 0 } } }, grpc.ExecProcessRequest);
+    expect(await readAll('c2', 'e1', 'ReadStdout')).toBe('in-exec\n');
+    expect(await wait('c2', 'e1')).toBe(5);
+    await call('ExecProcess', { containerId: 'c2', execId: 'e2', process: { Args: ['sleep', '1000'], Env: ['PATH=/bin'], Cwd: '/' } }, grpc.ExecProcessRequest);
+    await call('SignalProcess', { containerId: 'c2', execId: 'e2', signal: 9 }, grpc.SignalProcessRequest);
+    expect(await wait('c2', 'e2')).toBe(137);
+    const stats = await call('StatsContainer', { containerId: 'c2' }, grpc.StatsContainerRequest, grpc.StatsContainerResponse);
+    expect(stats.cgroupStats?.memoryStats?.usage?.usage).toBeGreaterThan(0);
+    expect(stats.cgroupStats?.pidsStats?.current).toBeGreaterThanOrEqual(1);
+    await call('PauseContainer', { containerId: 'c2' }, grpc.PauseContainerRequest);
+    await call('ResumeContainer', { containerId: 'c2' }, grpc.ResumeContainerRequest);
+    await call('UpdateContainer', { containerId: 'c2', resources: { Memory: { Limit: 256 * 2 ** 20 } } }, grpc.UpdateContainerRequest);
+    await call('SignalProcess', { containerId: 'c2', execId: '', signal: 15 }, grpc.SignalProcessRequest);
+    expect(await wait('c2', 'c2')).toBe(137);
+    await call('RemoveContainer', { containerId: 'c2' }, grpc.RemoveContainerRequest);
+    expect((await fails(wait('c2', 'c2'))).code).toBe(Code.INVALID_ARGUMENT);
+  });
+
+  it('terminal processes: a pty, output through ReadStdout, TtyWinResize reaches the container', async () => {
+    await createStart('c3', ['sh', '-c', 'tty; stty size; sleep 1; stty size'], true);
+    await call('TtyWinResize', { containerId: 'c3', execId: 'c3', row: 40, column: 120 }, grpc.TtyWinResizeRequest);
+    const out = (await readAll('c3', 'c3', 'ReadStdout')).replace(/\r/g, '');
+    expect(out).toMatch(/^\/dev\/pts\/\d+\n25 80\n40 120\n$/);
+    expect(await wait('c3', 'c3')).toBe(0);
+    await call('RemoveContainer', { containerId: 'c3' }, grpc.RemoveContainerRequest);
+  });
+
+  it('DestroySandbox kills every container and ends a pending GetOOMEvent with an error', async () => {
+    await createStart('c4', ['sleep', '1000']);
+    const oom = fails(call('GetOOMEvent', {}, grpc.GetOOMEventRequest, grpc.OOMEvent));
+    await call('DestroySandbox', {}, grpc.DestroySandboxRequest);
+    expect((await oom).code).not.toBe(Code.OK);
+  });
+});
