@@ -61,6 +61,11 @@ export function findConfigFile(o: { configPath?: string; env: NodeJS.ProcessEnv;
 
 type Table = Record<string, unknown>;
 
+function withSubsystem(log: Logger): Logger {
+  const wrap = (fn: (m: string, f?: object) => void) => (m: string, f?: object) => fn.call(log, m, { subsystem: 'config', ...f });
+  return { debug: wrap(log.debug), info: wrap(log.info), warn: wrap(log.warn), error: wrap(log.error) };
+}
+
 function parseFile(file: string): Table {
   let text: string;
   try {
@@ -148,7 +153,8 @@ function decodeTable<T>(
 }
 
 /** Reads one config file plus its `config.d/` drop-ins, applies defaults, validates. */
-export async function loadConfig(file: string, log?: Logger): Promise<KataConfig> {
+export async function loadConfig(file: string, parentLog?: Logger): Promise<KataConfig> {
+  const log = parentLog && withSubsystem(parentLog);
   let raw = parseFile(file);
   const dropDir = join(dirname(file), 'config.d');
   if (existsSync(dropDir)) {

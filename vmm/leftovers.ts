@@ -4,7 +4,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger, Paths } from '../config/index.js';
 import type { PidsFile } from './cloud-hypervisor/hypervisor.js';
-import { isRunning } from './process.js';
+import { isRunning, withFields } from './process.js';
 import { unmountAndRemove } from './shared-fs.js';
 
 function cmdline(pid: number): string {
@@ -32,7 +32,8 @@ async function killIfOurs(name: string, pid: number, match: string, log: Logger)
 }
 
 /** Kills the recorded VMM/virtiofsd pids, unmounts the shared dir, removes both dirs. Idempotent. */
-export async function destroySandboxLeftovers(sandboxId: string, paths: Paths, log: Logger): Promise<void> {
+export async function destroySandboxLeftovers(sandboxId: string, paths: Paths, parentLog: Logger): Promise<void> {
+  const log = withFields(parentLog, { subsystem: 'vmm', sandbox: sandboxId });
   const vmDir = paths.vmDir(sandboxId);
   const pidsFile = join(vmDir, 'pids.json');
   if (existsSync(pidsFile)) {

@@ -128,3 +128,9 @@ export function isRunning(pid: number): boolean {
     return false;
   }
 }
+
+/** The logger with `fields` (e.g. subsystem=vmm) added to every line. */
+export function withFields(log: Logger, fields: object): Logger {
+  const wrap = (fn: (m: string, f?: object) => void) => (m: string, f?: object) => fn.call(log, m, { ...fields, ...f });
+  return { debug: wrap(log.debug), info: wrap(log.info), warn: wrap(log.warn), error: wrap(log.error) };
+}

@@ -9,6 +9,7 @@ import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger, Paths } from '../config/index.js';
 import { VmmError } from './errors.js';
+import { withFields } from './process.js';
 
 const run = promisify(execFile);
 const MOUNT = '/bin/mount';
@@ -106,7 +107,7 @@ class KataSharedFs implements SharedFs {
     this.sharedDir = join(this.#root, 'shared');
     this.#private = join(this.#root, 'private');
     this.#guestDir = o.paths.guestSharedDir;
-    this.#log = o.log;
+    this.#log = withFields(o.log, { subsystem: 'vmm', sandbox: o.sandboxId });
   }
 
   async setup(): Promise<void> {

@@ -108,6 +108,13 @@ describe.skipIf(skip)('cloud-hypervisor VM (simulator + real virtiofsd)', () => 
     await h.start();
     started = recordedPids();
     expect(started.length).toBeGreaterThanOrEqual(2);
+    const vfsPid = JSON.parse(readFileSync(join(paths.vmDir(sandboxId), 'pids.json'), 'utf8')).virtiofsd.pid as number;
+    // --sandbox=namespace: the spawned virtiofsd forks the serving child; both must go at stop.
+    const kids = readFileSync(`/proc/${vfsPid}/task/${vfsPid}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number);
+    expect(kids.length).toBeGreaterThanOrEqual(1);
+    started.push(...kids);
+    // Without --syslog virtiofsd logs to stderr, which lands in our logger.
+    expect(lines.some((l) => (l.f as { process?: string } | undefined)?.process === 'virtiofsd' && l.msg !== 'started')).toBe(true);
     expect(h.pids().length).toBe(2);
     const vmDir = paths.vmDir(sandboxId);
     expect(h.agentAddress()).toEqual({ socketPath: join(vmDir, 'clh.sock'), port: 1024 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { KataConfig, Logger, Paths } from '../../config/index.js';
 import type { AgentAddress, Hypervisor, VmExit } from '../hypervisor.js';
 import { VmmError } from '../errors.js';
-import { ManagedProcess, describeExit, isRunning } from '../process.js';
+import { ManagedProcess, describeExit, isRunning, withFields } from '../process.js';
 import { startVirtiofsd } from '../virtiofsd.js';
 import { API_TIMEOUT_MS, ClhClient } from './client.js';
 import { buildVmConfig, type HostFacts, type VmResources } from './vm-config.js';
@@ -77,7 +77,7 @@ export class CloudHypervisor implements Hypervisor {
   constructor(o: CloudHypervisorOptions) {
     this.#o = o;
     this.#t = { ...kataTimeouts, ...o.timeouts };
-    this.#log = o.log;
+    this.#log = withFields(o.log, { subsystem: 'vmm', sandbox: o.sandboxId });
     this.vmDir = o.paths.vmDir(o.sandboxId);
     this.apiSocket = join(this.vmDir, 'clh-api.sock');
     this.vsockSocket = join(this.vmDir, 'clh.sock');
@@ -123,7 +123,8 @@ export class CloudHypervisor implements Hypervisor {
   }
 
   async #start(signal?: AbortSignal): Promise<void> {
-    const { config: cfg, log } = this.#o;
+    const { config: cfg } = this.#o;
+    const log = this.#log;
     const h = cfg.hypervisor;
     for (const s of [this.apiSocket, this.vsockSocket, this.virtiofsdSocket]) {
       if (s.length > MAX_SOCKET_PATH) throw new VmmError('VMM_LAUNCH', `socket path ${s} is longer than ${MAX_SOCKET_PATH} bytes`);
