@@ -108,3 +108,14 @@ describe('pumpInput', () => {
     expect(calls).toEqual(['close']);
   });
 });
+
+describe('pumpOutput sink errors', () => {
+  it('a sink that fails while a read is in flight rejects the pump (no unhandled error)', async () => {
+    const f = fakeReader(Buffer.alloc(200_000));
+    const epipe = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+    let n = 0;
+    const sink = new Writable({ write(_c, _e, cb) { if (++n === 2) cb(epipe); else cb(); } });
+    await expect(pumpOutput(f.client, 'stdout', 'c1', 'e1', sink)).rejects.toThrow(/EPIPE|closed/);
+    expect(sink.listenerCount('error')).toBe(0);
+  });
+});

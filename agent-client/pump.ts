@@ -32,11 +32,21 @@ function waitDrain(sink: Writable): Promise<void> {
  */
 export async function pumpOutput(c: AgentClient, which: 'stdout' | 'stderr', containerId: string, execId: string, sink: Writable): Promise<void> {
   const read = which === 'stdout' ? c.readStdout.bind(c) : c.readStderr.bind(c);
-  for (;;) {
-    const data = await read(containerId, execId, STREAM_CHUNK);
-    if (data.length === 0) return;
-    if (sink.destroyed || sink.writableEnded) throw new Error(`output sink for ${which} of ${containerId}/${execId} is closed`);
-    if (!sink.write(data)) await waitDrain(sink);
+  // A sink can fail while a read is in flight (EPIPE on a FIFO nobody reads): keep the error
+  // for the next write instead of letting an unhandled 'error' take the process down.
+  let sinkErr: Error | undefined;
+  const onError = (err: Error) => { sinkErr ??= err; };
+  sink.on('error', onError);
+  try {
+    for (;;) {
+      const data = await read(containerId, execId, STREAM_CHUNK);
+      if (data.length === 0) return;
+      if (sinkErr) throw sinkErr;
+      if (sink.destroyed || sink.writableEnded) throw new Error(`output sink for ${which} of ${containerId}/${execId} is closed`);
+      if (!sink.write(data)) await waitDrain(sink);
+    }
+  } finally {
+    sink.off('error', onError);
   }
 }
 
