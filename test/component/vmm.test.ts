@@ -152,6 +152,21 @@ describe.skipIf(skip)('cloud-hypervisor VM (simulator + real virtiofsd)', () => 
     await expectNothingLeft(started);
   });
 
+  it('debug and disable_seccomp reach the command line; a missing shared dir is named', async () => {
+    const h = hv({ config: { ...cfg, hypervisor: { ...cfg.hypervisor, enable_debug: true, hypervisor_loglevel: 2, disable_seccomp: true } } });
+    await h.start();
+    started = recordedPids();
+    const vmmPid = JSON.parse(readFileSync(join(paths.vmDir(sandboxId), 'pids.json'), 'utf8'))['cloud-hypervisor'].pid as number;
+    const argv = readFileSync(`/proc/${vmmPid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    expect(argv.slice(-5)).toEqual(['--api-socket', join(paths.vmDir(sandboxId), 'clh-api.sock'), '-vv', '--seccomp', 'false']);
+    await h.stop();
+    await expectNothingLeft(started);
+
+    const h2 = hv({ sharedDir: join(root, 'no-shared-dir') });
+    await expect(h2.start()).rejects.toMatchObject({ code: 'VIRTIOFSD', message: expect.stringContaining('no-shared-dir does not exist') });
+    expect(existsSync(paths.vmDir(sandboxId))).toBe(false);
+  });
+
   it('binary not executable → VMM_LAUNCH', async () => {
     const p = join(root, 'clh-noexec');
     writeFileSync(p, '#!/bin/sh\n');

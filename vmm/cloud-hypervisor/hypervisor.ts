@@ -133,6 +133,7 @@ export class CloudHypervisor implements Hypervisor {
     signal?.throwIfAborted();
 
     if (h.shared_fs === 'virtio-fs') {
+      if (!existsSync(this.#sharedDir)) throw new VmmError('VIRTIOFSD', `shared dir ${this.#sharedDir} does not exist (SharedFs.setup() must run first)`);
       this.#virtiofsd = await startVirtiofsd({
         path: h.virtio_fs_daemon, socketPath: this.virtiofsdSocket, sharedDir: this.#sharedDir, cache: h.virtio_fs_cache,
         extraArgs: h.virtio_fs_extra_args, log, env: this.#o.env,

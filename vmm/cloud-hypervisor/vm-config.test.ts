@@ -126,6 +126,9 @@ describe('buildVmConfig', () => {
       expect(vm.rng!.src).toBe('/dev/random');
       expect(vm.fs![0].queue_size).toBe(512);
     }],
+    ['maxmemory above host RAM → host RAM', { hypervisor: { default_maxmemory: 64 * 1024 } }, {}, (vm) => {
+      expect(vm.memory!.hotplug_size).toBe(16 * GiB);
+    }],
     ['static sizing: resources are totals, no hotplug', { runtime: { static_sandbox_resource_mgmt: true } }, { vcpus: 3, memoryMiB: 2560 }, (vm) => {
       expect(vm.cpus).toMatchObject({ boot_vcpus: 3, max_vcpus: 3 });
       expect(vm.memory!.size).toBe(2560 * MiB);

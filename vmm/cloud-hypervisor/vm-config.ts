@@ -106,7 +106,9 @@ export function buildVmConfig(cfg: KataConfig, sockets: VmSockets, host: HostFac
     platform: { num_pci_segments: 2 },
   };
   if (!cfg.runtime.static_sandbox_resource_mgmt) {
-    const maxMiB = h.default_maxmemory === 0 ? Math.floor(host.memoryBytes / MiB) : h.default_maxmemory;
+    // 0 or more than the host has → the host's RAM (Kata's rule).
+    const hostMiB = Math.floor(host.memoryBytes / MiB);
+    const maxMiB = h.default_maxmemory === 0 || h.default_maxmemory > hostMiB ? hostMiB : h.default_maxmemory;
     vm.memory!.hotplug_size = maxMiB * MiB;
   }
   if (h.initrd) vm.payload.initramfs = h.initrd;
