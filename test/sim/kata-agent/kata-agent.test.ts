@@ -1,7 +1,7 @@
 // The agent simulator as the runtime sees it: booted by the cloud-hypervisor simulator with the
 // real virtiofsd, reached over hybrid vsock with ttrpc, running busybox containers with runc.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -130,6 +130,12 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
     expect((await fails(client.call('grpc.AgentService', 'NoSuchThing', new Uint8Array()))).code).toBe(Code.UNIMPLEMENTED);
   });
 
+  it('an unknown service is INVALID_ARGUMENT "<name> service does not exist" (ttrpc-rust), and the connection stays', async () => {
+    const e = await fails(client.call('grpc.NoSuchService', 'Check', new Uint8Array()));
+    expect(e).toMatchObject({ code: Code.INVALID_ARGUMENT, message: 'grpc.NoSuchService service does not exist' });
+    await call('Check', { service: '' }, grpc.CheckRequest, grpc.HealthCheckResponse, 'grpc.Health');
+  });
+
   it('CreateSandbox needs the virtio-fs device the VM really has', async () => {
     const bad = await fails(call('CreateSandbox', { sandboxId: 's', storages: [{ driver: 'virtio-fs', source: 'otherTag', fstype: 'virtiofs', mountPoint: guestShared }] }, grpc.CreateSandboxRequest));
     expect(bad.code).toBe(Code.INTERNAL);
@@ -191,10 +197,68 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
     await call('RemoveContainer', { containerId: 'c3' }, grpc.RemoveContainerRequest);
   });
 
+  it('reports a real OOM kill (memory cgroup limit) through GetOOMEvent', async () => {
+    const oomSpec = spec('c5', ['tail', '/dev/zero']);
+    oomSpec.Linux!.Resources = { Memory: { Limit: 16 * 2 ** 20 } };
+    await call('CreateContainer', { containerId: 'c5', execId: 'c5', OCI: oomSpec }, grpc.CreateContainerRequest);
+    const oom = call('GetOOMEvent', {}, grpc.GetOOMEventRequest, grpc.OOMEvent);
+    await call('StartContainer', { containerId: 'c5' }, grpc.StartContainerRequest);
+    expect(await wait('c5', 'c5')).toBe(137);
+    expect((await oom).containerId).toBe('c5');
+    await call('RemoveContainer', { containerId: 'c5' }, grpc.RemoveContainerRequest);
+  });
+
   it('DestroySandbox kills every container and ends a pending GetOOMEvent with an error', async () => {
     await createStart('c4', ['sleep', '1000']);
     const oom = fails(call('GetOOMEvent', {}, grpc.GetOOMEventRequest, grpc.OOMEvent));
     await call('DestroySandbox', {}, grpc.DestroySandboxRequest);
     expect((await oom).code).not.toBe(Code.OK);
+    expect(readdirSync(guestTmp)).toHaveLength(1);
+    const guest = readdirSync(guestTmp)[0];
+    expect(existsSync(join('/sys/fs/cgroup/freezer/kata-ts-sim', guest, 'c4'))).toBe(false);
+    expect(readdirSync(join(guestTmp, guest, 'containers'))).toEqual([]);
   });
+});
+
+describe.skipIf(!!skip)('kata-agent simulator when its VMM is SIGKILLed', () => {
+  it('kills and deletes its containers and removes every trace', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'agent-sim-kill-'));
+    const tmp = join(d, 'tmp');
+    mkdirSync(tmp);
+    const sh = join(d, 'shared');
+    mkdirSync(sh);
+    const fsSock = join(d, 'virtiofsd.sock');
+    const fsd = spawn(tools.virtiofsd, ['--socket-path', fsSock, '--shared-dir', sh, '--log-level', 'error'], { stdio: 'ignore' });
+    try {
+      await waitFor('virtiofsd', () => existsSync(fsSock));
+      const sock = join(d, 'api.sock');
+      const v = start(tools.simCloudHypervisor, ['--api-socket', sock], { TMPDIR: tmp });
+      await waitFor('API socket', () => existsSync(sock));
+      writeFileSync(join(d, 'k'), '');
+      await api(sock, 'PUT', 'vm.create', { payload: { kernel: join(d, 'k') }, memory: { size: 2 ** 30, shared: true },
+        fs: [{ tag: 'kataShared', socket: fsSock, num_queues: 1, queue_size: 1024 }], vsock: { cid: 3, socket: join(d, 'clh.sock') }, console: { mode: 'Off' } });
+      await api(sock, 'PUT', 'vm.boot');
+      const conn = await dialVsockRetry(join(d, 'clh.sock'), 1024, 20_000);
+      const c = new Client(conn.socket);
+      const saved = shared;
+      shared = sh;
+      const prev = client;
+      client = c;
+      try {
+        await call('CreateSandbox', { sandboxId: 'k', storages: [{ driver: 'virtio-fs', source: 'kataShared', fstype: 'virtiofs', mountPoint: guestShared }] }, grpc.CreateSandboxRequest);
+        await createStart('k1', ['sleep', '1000']);
+      } finally { client = prev; shared = saved; }
+      const guest = readdirSync(tmp)[0];
+      const procs = readFileSync(join('/sys/fs/cgroup/freezer/kata-ts-sim', guest, 'k1', 'cgroup.procs'), 'utf8').trim().split('\n').map(Number);
+      expect(procs.length).toBeGreaterThan(0);
+      v.child.kill('SIGKILL');
+      await v.exited;
+      c.close();
+      await waitFor('the guest to clean up', () => simLeftovers(tmp).length === 0, 15_000);
+      for (const p of procs) expect(alive(p)).toBe(false);
+    } finally {
+      fsd.kill('SIGKILL');
+      rmSync(d, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

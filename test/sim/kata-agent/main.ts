@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Code, Server, StatusError, type UnaryHandler } from 'ttrpc-ts';
 import { parseCmdline, readGuestView, type GuestView } from '../guest.js';
 import { Agent } from './agent.js';
+import { rustServerQuirks } from './rust-server.js';
 import type { ProcessLog } from './process.js';
 
 // Methods of agent.proto the simulator does not implement: answered like the Rust ttrpc server
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
   const methods = traced(agent.service(), log);
   for (const m of unimplemented) methods[m] = () => { throw new StatusError(Code.UNIMPLEMENTED, `${m} method`); };
   ttrpc.register('grpc.AgentService', methods);
+  const services = new Set(['grpc.Health', 'grpc.AgentService']);
 
   const end = async (why: string) => {
     if (ending) return;
@@ -82,7 +84,7 @@ async function main(): Promise<void> {
   if (view.neverListen) { log.warn('fault injection: the agent never listens'); return; }
   await new Promise((r) => setTimeout(r, view.bootDelayMs));
   if (ending) return;
-  listener = createServer((sock) => ttrpc.serveConnection(sock));
+  listener = createServer((sock) => ttrpc.serveConnection(rustServerQuirks(sock, services)));
   listener.listen(join(view.vsockDir, String(port)), () => log.info('agent listening', { port, version: '3.32.0-kata-ts-sim' }));
 }
 
