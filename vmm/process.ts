@@ -68,6 +68,8 @@ export class ManagedProcess {
       child.once('error', (err) => reject(new VmmError(o.errorCode, `cannot start ${o.name} ${o.path}: ${(err as Error).message}`, { cause: err })));
     });
     const p = new ManagedProcess(child, o.name, exited);
+    // After spawn, 'error' only reports a failed kill(); without a listener it would throw.
+    child.on('error', (err) => o.log.warn('process error', { process: o.name, pid: p.pid, error: err.message }));
     for (const [stream, level] of [[child.stdout!, 'info'], [child.stderr!, 'info']] as const) {
       createInterface({ input: stream }).on('line', (line) => {
         if (line.trim() !== '') o.log[level](line, { process: o.name, pid: p.pid, stream: stream === child.stdout ? 'stdout' : 'stderr' });
