@@ -184,6 +184,21 @@ for (const version of ['1.6', '2'] as const) {
       await expectClean([id]);
     }, 180_000);
 
+    test('the VM dies: the task exits with 255 and is deletable', async () => {
+      const id = uniqueId('vmdie');
+      expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done'])).code).toBe(0);
+      await waitForStatus(c, id, 'RUNNING');
+      const pids = JSON.parse(readFileSync(`/run/vc/vm/${id}/pids.json`, 'utf8')) as Record<string, { pid: number }>;
+      process.kill(pids['cloud-hypervisor'].pid, 'SIGKILL');
+      await waitForStatus(c, id, 'STOPPED');
+      const ls = await c.ctr(['task', 'ls']);
+      expect(ls.stdout).toMatch(new RegExp(`${id}\\s+\\d+\\s+STOPPED`));
+      expect((await c.ctr(['task', 'rm', id])).code).toBe(0);
+      expect((await c.ctr(['container', 'rm', id])).code).toBe(0);
+      await expectClean([id]);
+      expect(c.logTail(400)).toMatch(/the sandbox died; every task exits with 255/);
+    }, 120_000);
+
     test('shim SIGKILLed: ctr task rm cleans up through `delete`', async () => {
       const id = uniqueId('crash');
       expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done'])).code).toBe(0);
@@ -201,3 +216,20 @@ for (const version of ['1.6', '2'] as const) {
     }, 120_000);
   });
 }
+
+// containerd 1.7 rejects task API v3: `start` must tell it from 2.x and answer a plain address.
+describe.skipIf(why('1.7'))(`kata-ts on containerd 1.7${why('1.7') ? ` (skipped: ${why('1.7')})` : ''}`, () => {
+  test('ctr run --rm: stdout, stderr and the exit code', async () => {
+    const c = await Containerd.start({ version: '1.7' });
+    try {
+      const id = uniqueId('t17');
+      const r = await c.ctr([...run, image, id, 'sh', '-c', 'echo out; echo err >&2; exit 7']);
+      expect(r, c.logTail(60)).toMatchObject({ code: 7, stdout: 'out\n', stderr: 'err\n' });
+      const bundleAddress = c.logTail(2000).match(/shim serving.*socket=(\S+)/);
+      expect(bundleAddress).not.toBeNull();
+      await expectClean([id]);
+    } finally {
+      await c.stop();
+    }
+  }, 120_000);
+});
