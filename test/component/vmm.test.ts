@@ -105,7 +105,9 @@ describe.skipIf(skip)('cloud-hypervisor VM (simulator + real virtiofsd)', () => 
 
   it('creates, boots, reports info, resizes, counts, and stops leaving nothing', async () => {
     const h = hv();
+    const t0 = Date.now();
     await h.start();
+    const t1 = Date.now();
     started = recordedPids();
     expect(started.length).toBeGreaterThanOrEqual(2);
     const vfsPid = JSON.parse(readFileSync(join(paths.vmDir(sandboxId), 'pids.json'), 'utf8')).virtiofsd.pid as number;
@@ -134,7 +136,9 @@ describe.skipIf(skip)('cloud-hypervisor VM (simulator + real virtiofsd)', () => 
     expect(typeof (await h.counters())).toBe('object');
     await c.close();
 
+    const t2 = Date.now();
     await h.stop();
+    console.log(`timing: start→Running ${t1 - t0} ms, stop ${Date.now() - t2} ms`);
     await h.stop(); // idempotent
     expect(await h.wait()).toMatchObject({ reason: 'stopped' });
     expect(h.pids()).toEqual([]);
