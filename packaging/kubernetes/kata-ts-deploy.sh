@@ -165,7 +165,7 @@ foreign_definition() {
 	local i inside=0
 	for i in "${!lines[@]}"; do
 		if [[ ${lines[$i]} == "$BLOCK_BEGIN" ]]; then inside=1; fi
-		if [[ $inside == 0 && ${lines[$i]} =~ runtimes\.[\"\']?$HANDLER[\"\']?([].[:space:]]|$) ]]; then
+		if [[ $inside == 0 && ${lines[$i]} =~ runtimes\.[\"\']?${HANDLER}[\"\']?([].[:space:]]|$) ]]; then
 			echo "line $((i + 1)): ${lines[$i]}"
 		fi
 		if [[ ${lines[$i]} == "$BLOCK_END" ]]; then inside=0; fi

@@ -2,7 +2,7 @@
 // over temporary host roots, and the real containerd (1.6 and 2.1, CRI on) reading what it wrote.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
@@ -352,6 +352,28 @@ describe('kata-ts-deploy.sh install / cleanup', () => {
     writeFileSync(h.config, readFileSync(h.config, 'utf8').replace(']', ', "/later.toml"]'));
     expect(await deploy(h, 'cleanup')).toMatchObject({ code: 0 });
     expect(readFileSync(h.config, 'utf8')).toBe('version = 3\nimports = ["/a.toml", "/later.toml"]\n');
+  });
+
+  it("finds the shim where the image puts it (../bin beside the script's folder)", async () => {
+    const h = makeHost(debianV2);
+    const image = join(h.dir, 'opt-kata-ts-artifacts');
+    mkdirSync(join(image, 'scripts'), { recursive: true });
+    mkdirSync(join(image, 'bin'));
+    copyFileSync(script, join(image, 'scripts', 'kata-ts-deploy.sh'));
+    copyFileSync(h.shim, join(image, 'bin', 'containerd-shim-kata-ts-v2'));
+    chmodSync(join(image, 'bin', 'containerd-shim-kata-ts-v2'), 0o755);
+    const { KATA_TS_SHIM: _s, NODE_NAME: _n, ...env } = process.env;
+    const r = await run('bash', [join(image, 'scripts', 'kata-ts-deploy.sh'), '--host-root', h.root, 'install'], env);
+    expect(r, r.stderr).toMatchObject({ code: 0 });
+    expect(sha256(join(h.root, shimHostPath))).toBe(sha256(h.shim));
+    expect(await deploy(h, 'cleanup')).toMatchObject({ code: 0 });
+  });
+
+  const noShellcheck = existsSync('/usr/bin/shellcheck') ? undefined : 'shellcheck not installed';
+  if (noShellcheck) console.log(`skipping shellcheck: ${noShellcheck}`);
+  it.skipIf(!!noShellcheck)('passes shellcheck', async () => {
+    const r = await run('/usr/bin/shellcheck', [script]);
+    expect(r, r.stdout).toMatchObject({ code: 0 });
   });
 
   it('restarts containerd through nsenter only when asked', async () => {
