@@ -28,14 +28,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.Metrics.$Shape): io.containerd.cgroups.v1.Metrics & io.containerd.cgroups.v1.Metrics.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.Metrics.$Properties): io.containerd.cgroups.v1.Metrics;
                     static encode(message: io.containerd.cgroups.v1.Metrics.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.Metrics.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.Metrics & io.containerd.cgroups.v1.Metrics.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.Metrics & io.containerd.cgroups.v1.Metrics.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.Metrics;
                     static toObject(message: io.containerd.cgroups.v1.Metrics, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace Metrics {
@@ -67,14 +63,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.HugetlbStat.$Shape): io.containerd.cgroups.v1.HugetlbStat & io.containerd.cgroups.v1.HugetlbStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.HugetlbStat.$Properties): io.containerd.cgroups.v1.HugetlbStat;
                     static encode(message: io.containerd.cgroups.v1.HugetlbStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.HugetlbStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.HugetlbStat & io.containerd.cgroups.v1.HugetlbStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.HugetlbStat & io.containerd.cgroups.v1.HugetlbStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.HugetlbStat;
                     static toObject(message: io.containerd.cgroups.v1.HugetlbStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace HugetlbStat {
@@ -99,14 +91,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.PidsStat.$Shape): io.containerd.cgroups.v1.PidsStat & io.containerd.cgroups.v1.PidsStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.PidsStat.$Properties): io.containerd.cgroups.v1.PidsStat;
                     static encode(message: io.containerd.cgroups.v1.PidsStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.PidsStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.PidsStat & io.containerd.cgroups.v1.PidsStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.PidsStat & io.containerd.cgroups.v1.PidsStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.PidsStat;
                     static toObject(message: io.containerd.cgroups.v1.PidsStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace PidsStat {
@@ -129,14 +117,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.CPUStat.$Shape): io.containerd.cgroups.v1.CPUStat & io.containerd.cgroups.v1.CPUStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.CPUStat.$Properties): io.containerd.cgroups.v1.CPUStat;
                     static encode(message: io.containerd.cgroups.v1.CPUStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.CPUStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.CPUStat & io.containerd.cgroups.v1.CPUStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.CPUStat & io.containerd.cgroups.v1.CPUStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.CPUStat;
                     static toObject(message: io.containerd.cgroups.v1.CPUStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace CPUStat {
@@ -161,14 +145,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.CPUUsage.$Shape): io.containerd.cgroups.v1.CPUUsage & io.containerd.cgroups.v1.CPUUsage.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.CPUUsage.$Properties): io.containerd.cgroups.v1.CPUUsage;
                     static encode(message: io.containerd.cgroups.v1.CPUUsage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.CPUUsage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.CPUUsage & io.containerd.cgroups.v1.CPUUsage.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.CPUUsage & io.containerd.cgroups.v1.CPUUsage.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.CPUUsage;
                     static toObject(message: io.containerd.cgroups.v1.CPUUsage, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace CPUUsage {
@@ -194,14 +174,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.Throttle.$Shape): io.containerd.cgroups.v1.Throttle & io.containerd.cgroups.v1.Throttle.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.Throttle.$Properties): io.containerd.cgroups.v1.Throttle;
                     static encode(message: io.containerd.cgroups.v1.Throttle.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.Throttle.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.Throttle & io.containerd.cgroups.v1.Throttle.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.Throttle & io.containerd.cgroups.v1.Throttle.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.Throttle;
                     static toObject(message: io.containerd.cgroups.v1.Throttle, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace Throttle {
@@ -259,14 +235,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.MemoryStat.$Shape): io.containerd.cgroups.v1.MemoryStat & io.containerd.cgroups.v1.MemoryStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.MemoryStat.$Properties): io.containerd.cgroups.v1.MemoryStat;
                     static encode(message: io.containerd.cgroups.v1.MemoryStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.MemoryStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.MemoryStat & io.containerd.cgroups.v1.MemoryStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.MemoryStat & io.containerd.cgroups.v1.MemoryStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.MemoryStat;
                     static toObject(message: io.containerd.cgroups.v1.MemoryStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace MemoryStat {
@@ -325,14 +297,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.MemoryEntry.$Shape): io.containerd.cgroups.v1.MemoryEntry & io.containerd.cgroups.v1.MemoryEntry.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.MemoryEntry.$Properties): io.containerd.cgroups.v1.MemoryEntry;
                     static encode(message: io.containerd.cgroups.v1.MemoryEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.MemoryEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.MemoryEntry & io.containerd.cgroups.v1.MemoryEntry.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.MemoryEntry & io.containerd.cgroups.v1.MemoryEntry.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.MemoryEntry;
                     static toObject(message: io.containerd.cgroups.v1.MemoryEntry, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace MemoryEntry {
@@ -358,14 +326,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.MemoryOomControl.$Shape): io.containerd.cgroups.v1.MemoryOomControl & io.containerd.cgroups.v1.MemoryOomControl.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.MemoryOomControl.$Properties): io.containerd.cgroups.v1.MemoryOomControl;
                     static encode(message: io.containerd.cgroups.v1.MemoryOomControl.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.MemoryOomControl.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.MemoryOomControl & io.containerd.cgroups.v1.MemoryOomControl.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.MemoryOomControl & io.containerd.cgroups.v1.MemoryOomControl.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.MemoryOomControl;
                     static toObject(message: io.containerd.cgroups.v1.MemoryOomControl, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace MemoryOomControl {
@@ -395,14 +359,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.BlkIOStat.$Shape): io.containerd.cgroups.v1.BlkIOStat & io.containerd.cgroups.v1.BlkIOStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.BlkIOStat.$Properties): io.containerd.cgroups.v1.BlkIOStat;
                     static encode(message: io.containerd.cgroups.v1.BlkIOStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.BlkIOStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.BlkIOStat & io.containerd.cgroups.v1.BlkIOStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.BlkIOStat & io.containerd.cgroups.v1.BlkIOStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.BlkIOStat;
                     static toObject(message: io.containerd.cgroups.v1.BlkIOStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace BlkIOStat {
@@ -434,14 +394,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.BlkIOEntry.$Shape): io.containerd.cgroups.v1.BlkIOEntry & io.containerd.cgroups.v1.BlkIOEntry.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.BlkIOEntry.$Properties): io.containerd.cgroups.v1.BlkIOEntry;
                     static encode(message: io.containerd.cgroups.v1.BlkIOEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.BlkIOEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.BlkIOEntry & io.containerd.cgroups.v1.BlkIOEntry.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.BlkIOEntry & io.containerd.cgroups.v1.BlkIOEntry.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.BlkIOEntry;
                     static toObject(message: io.containerd.cgroups.v1.BlkIOEntry, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace BlkIOEntry {
@@ -467,14 +423,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.RdmaStat.$Shape): io.containerd.cgroups.v1.RdmaStat & io.containerd.cgroups.v1.RdmaStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.RdmaStat.$Properties): io.containerd.cgroups.v1.RdmaStat;
                     static encode(message: io.containerd.cgroups.v1.RdmaStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.RdmaStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.RdmaStat & io.containerd.cgroups.v1.RdmaStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.RdmaStat & io.containerd.cgroups.v1.RdmaStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.RdmaStat;
                     static toObject(message: io.containerd.cgroups.v1.RdmaStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace RdmaStat {
@@ -498,14 +450,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.RdmaEntry.$Shape): io.containerd.cgroups.v1.RdmaEntry & io.containerd.cgroups.v1.RdmaEntry.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.RdmaEntry.$Properties): io.containerd.cgroups.v1.RdmaEntry;
                     static encode(message: io.containerd.cgroups.v1.RdmaEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.RdmaEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.RdmaEntry & io.containerd.cgroups.v1.RdmaEntry.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.RdmaEntry & io.containerd.cgroups.v1.RdmaEntry.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.RdmaEntry;
                     static toObject(message: io.containerd.cgroups.v1.RdmaEntry, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace RdmaEntry {
@@ -536,14 +484,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.NetworkStat.$Shape): io.containerd.cgroups.v1.NetworkStat & io.containerd.cgroups.v1.NetworkStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.NetworkStat.$Properties): io.containerd.cgroups.v1.NetworkStat;
                     static encode(message: io.containerd.cgroups.v1.NetworkStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.NetworkStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.NetworkStat & io.containerd.cgroups.v1.NetworkStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.NetworkStat & io.containerd.cgroups.v1.NetworkStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.NetworkStat;
                     static toObject(message: io.containerd.cgroups.v1.NetworkStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace NetworkStat {
@@ -576,14 +520,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v1.CgroupStats.$Shape): io.containerd.cgroups.v1.CgroupStats & io.containerd.cgroups.v1.CgroupStats.$Shape;
                     static create(properties?: io.containerd.cgroups.v1.CgroupStats.$Properties): io.containerd.cgroups.v1.CgroupStats;
                     static encode(message: io.containerd.cgroups.v1.CgroupStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v1.CgroupStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v1.CgroupStats & io.containerd.cgroups.v1.CgroupStats.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v1.CgroupStats & io.containerd.cgroups.v1.CgroupStats.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v1.CgroupStats;
                     static toObject(message: io.containerd.cgroups.v1.CgroupStats, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace CgroupStats {
@@ -618,14 +558,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v2.Metrics.$Shape): io.containerd.cgroups.v2.Metrics & io.containerd.cgroups.v2.Metrics.$Shape;
                     static create(properties?: io.containerd.cgroups.v2.Metrics.$Properties): io.containerd.cgroups.v2.Metrics;
                     static encode(message: io.containerd.cgroups.v2.Metrics.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v2.Metrics.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v2.Metrics & io.containerd.cgroups.v2.Metrics.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v2.Metrics & io.containerd.cgroups.v2.Metrics.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v2.Metrics;
                     static toObject(message: io.containerd.cgroups.v2.Metrics, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace Metrics {
@@ -654,14 +590,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v2.PidsStat.$Shape): io.containerd.cgroups.v2.PidsStat & io.containerd.cgroups.v2.PidsStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v2.PidsStat.$Properties): io.containerd.cgroups.v2.PidsStat;
                     static encode(message: io.containerd.cgroups.v2.PidsStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v2.PidsStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v2.PidsStat & io.containerd.cgroups.v2.PidsStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v2.PidsStat & io.containerd.cgroups.v2.PidsStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v2.PidsStat;
                     static toObject(message: io.containerd.cgroups.v2.PidsStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace PidsStat {
@@ -688,14 +620,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v2.CPUStat.$Shape): io.containerd.cgroups.v2.CPUStat & io.containerd.cgroups.v2.CPUStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v2.CPUStat.$Properties): io.containerd.cgroups.v2.CPUStat;
                     static encode(message: io.containerd.cgroups.v2.CPUStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v2.CPUStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v2.CPUStat & io.containerd.cgroups.v2.CPUStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v2.CPUStat & io.containerd.cgroups.v2.CPUStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v2.CPUStat;
                     static toObject(message: io.containerd.cgroups.v2.CPUStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace CPUStat {
@@ -757,14 +685,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v2.MemoryStat.$Shape): io.containerd.cgroups.v2.MemoryStat & io.containerd.cgroups.v2.MemoryStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v2.MemoryStat.$Properties): io.containerd.cgroups.v2.MemoryStat;
                     static encode(message: io.containerd.cgroups.v2.MemoryStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v2.MemoryStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v2.MemoryStat & io.containerd.cgroups.v2.MemoryStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v2.MemoryStat & io.containerd.cgroups.v2.MemoryStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v2.MemoryStat;
                     static toObject(message: io.containerd.cgroups.v2.MemoryStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace MemoryStat {
@@ -825,14 +749,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v2.MemoryEvents.$Shape): io.containerd.cgroups.v2.MemoryEvents & io.containerd.cgroups.v2.MemoryEvents.$Shape;
                     static create(properties?: io.containerd.cgroups.v2.MemoryEvents.$Properties): io.containerd.cgroups.v2.MemoryEvents;
                     static encode(message: io.containerd.cgroups.v2.MemoryEvents.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v2.MemoryEvents.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v2.MemoryEvents & io.containerd.cgroups.v2.MemoryEvents.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v2.MemoryEvents & io.containerd.cgroups.v2.MemoryEvents.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v2.MemoryEvents;
                     static toObject(message: io.containerd.cgroups.v2.MemoryEvents, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace MemoryEvents {
@@ -858,14 +778,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v2.RdmaStat.$Shape): io.containerd.cgroups.v2.RdmaStat & io.containerd.cgroups.v2.RdmaStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v2.RdmaStat.$Properties): io.containerd.cgroups.v2.RdmaStat;
                     static encode(message: io.containerd.cgroups.v2.RdmaStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v2.RdmaStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v2.RdmaStat & io.containerd.cgroups.v2.RdmaStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v2.RdmaStat & io.containerd.cgroups.v2.RdmaStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v2.RdmaStat;
                     static toObject(message: io.containerd.cgroups.v2.RdmaStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace RdmaStat {
@@ -889,14 +805,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v2.RdmaEntry.$Shape): io.containerd.cgroups.v2.RdmaEntry & io.containerd.cgroups.v2.RdmaEntry.$Shape;
                     static create(properties?: io.containerd.cgroups.v2.RdmaEntry.$Properties): io.containerd.cgroups.v2.RdmaEntry;
                     static encode(message: io.containerd.cgroups.v2.RdmaEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v2.RdmaEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v2.RdmaEntry & io.containerd.cgroups.v2.RdmaEntry.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v2.RdmaEntry & io.containerd.cgroups.v2.RdmaEntry.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v2.RdmaEntry;
                     static toObject(message: io.containerd.cgroups.v2.RdmaEntry, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace RdmaEntry {
@@ -919,14 +831,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v2.IOStat.$Shape): io.containerd.cgroups.v2.IOStat & io.containerd.cgroups.v2.IOStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v2.IOStat.$Properties): io.containerd.cgroups.v2.IOStat;
                     static encode(message: io.containerd.cgroups.v2.IOStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v2.IOStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v2.IOStat & io.containerd.cgroups.v2.IOStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v2.IOStat & io.containerd.cgroups.v2.IOStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v2.IOStat;
                     static toObject(message: io.containerd.cgroups.v2.IOStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace IOStat {
@@ -952,14 +860,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v2.IOEntry.$Shape): io.containerd.cgroups.v2.IOEntry & io.containerd.cgroups.v2.IOEntry.$Shape;
                     static create(properties?: io.containerd.cgroups.v2.IOEntry.$Properties): io.containerd.cgroups.v2.IOEntry;
                     static encode(message: io.containerd.cgroups.v2.IOEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v2.IOEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v2.IOEntry & io.containerd.cgroups.v2.IOEntry.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v2.IOEntry & io.containerd.cgroups.v2.IOEntry.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v2.IOEntry;
                     static toObject(message: io.containerd.cgroups.v2.IOEntry, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace IOEntry {
@@ -987,14 +891,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v2.HugeTlbStat.$Shape): io.containerd.cgroups.v2.HugeTlbStat & io.containerd.cgroups.v2.HugeTlbStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v2.HugeTlbStat.$Properties): io.containerd.cgroups.v2.HugeTlbStat;
                     static encode(message: io.containerd.cgroups.v2.HugeTlbStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v2.HugeTlbStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v2.HugeTlbStat & io.containerd.cgroups.v2.HugeTlbStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v2.HugeTlbStat & io.containerd.cgroups.v2.HugeTlbStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v2.HugeTlbStat;
                     static toObject(message: io.containerd.cgroups.v2.HugeTlbStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace HugeTlbStat {
@@ -1025,14 +925,10 @@ export namespace io {
                     static create(properties: io.containerd.cgroups.v2.NetworkStat.$Shape): io.containerd.cgroups.v2.NetworkStat & io.containerd.cgroups.v2.NetworkStat.$Shape;
                     static create(properties?: io.containerd.cgroups.v2.NetworkStat.$Properties): io.containerd.cgroups.v2.NetworkStat;
                     static encode(message: io.containerd.cgroups.v2.NetworkStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: io.containerd.cgroups.v2.NetworkStat.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): io.containerd.cgroups.v2.NetworkStat & io.containerd.cgroups.v2.NetworkStat.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): io.containerd.cgroups.v2.NetworkStat & io.containerd.cgroups.v2.NetworkStat.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): io.containerd.cgroups.v2.NetworkStat;
                     static toObject(message: io.containerd.cgroups.v2.NetworkStat, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace NetworkStat {
@@ -1087,14 +983,10 @@ export namespace containerd {
                     static create(properties: containerd.runtime.bootstrap.v1.Extension.$Shape): containerd.runtime.bootstrap.v1.Extension & containerd.runtime.bootstrap.v1.Extension.$Shape;
                     static create(properties?: containerd.runtime.bootstrap.v1.Extension.$Properties): containerd.runtime.bootstrap.v1.Extension;
                     static encode(message: containerd.runtime.bootstrap.v1.Extension.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: containerd.runtime.bootstrap.v1.Extension.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.runtime.bootstrap.v1.Extension & containerd.runtime.bootstrap.v1.Extension.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.runtime.bootstrap.v1.Extension & containerd.runtime.bootstrap.v1.Extension.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): containerd.runtime.bootstrap.v1.Extension;
                     static toObject(message: containerd.runtime.bootstrap.v1.Extension, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace Extension {
@@ -1123,14 +1015,10 @@ export namespace containerd {
                     static create(properties: containerd.runtime.bootstrap.v1.BootstrapParams.$Shape): containerd.runtime.bootstrap.v1.BootstrapParams & containerd.runtime.bootstrap.v1.BootstrapParams.$Shape;
                     static create(properties?: containerd.runtime.bootstrap.v1.BootstrapParams.$Properties): containerd.runtime.bootstrap.v1.BootstrapParams;
                     static encode(message: containerd.runtime.bootstrap.v1.BootstrapParams.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: containerd.runtime.bootstrap.v1.BootstrapParams.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.runtime.bootstrap.v1.BootstrapParams & containerd.runtime.bootstrap.v1.BootstrapParams.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.runtime.bootstrap.v1.BootstrapParams & containerd.runtime.bootstrap.v1.BootstrapParams.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): containerd.runtime.bootstrap.v1.BootstrapParams;
                     static toObject(message: containerd.runtime.bootstrap.v1.BootstrapParams, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace BootstrapParams {
@@ -1163,14 +1051,10 @@ export namespace containerd {
                     static create(properties: containerd.runtime.bootstrap.v1.BootstrapResult.$Shape): containerd.runtime.bootstrap.v1.BootstrapResult & containerd.runtime.bootstrap.v1.BootstrapResult.$Shape;
                     static create(properties?: containerd.runtime.bootstrap.v1.BootstrapResult.$Properties): containerd.runtime.bootstrap.v1.BootstrapResult;
                     static encode(message: containerd.runtime.bootstrap.v1.BootstrapResult.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                    static encodeDelimited(message: containerd.runtime.bootstrap.v1.BootstrapResult.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                     static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.runtime.bootstrap.v1.BootstrapResult & containerd.runtime.bootstrap.v1.BootstrapResult.$Shape;
-                    static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.runtime.bootstrap.v1.BootstrapResult & containerd.runtime.bootstrap.v1.BootstrapResult.$Shape;
-                    static verify(message: { [k: string]: any }): (string|null);
                     static fromObject(object: { [k: string]: any }): containerd.runtime.bootstrap.v1.BootstrapResult;
                     static toObject(message: containerd.runtime.bootstrap.v1.BootstrapResult, options?: $protobuf.IConversionOptions): { [k: string]: any };
                     toJSON(): { [k: string]: any };
-                    static getTypeUrl(prefix?: string): string;
                 }
 
                 namespace BootstrapResult {
@@ -1226,14 +1110,10 @@ export namespace containerd {
                         static create(properties: containerd.services.events.ttrpc.v1.ForwardRequest.$Shape): containerd.services.events.ttrpc.v1.ForwardRequest & containerd.services.events.ttrpc.v1.ForwardRequest.$Shape;
                         static create(properties?: containerd.services.events.ttrpc.v1.ForwardRequest.$Properties): containerd.services.events.ttrpc.v1.ForwardRequest;
                         static encode(message: containerd.services.events.ttrpc.v1.ForwardRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                        static encodeDelimited(message: containerd.services.events.ttrpc.v1.ForwardRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.services.events.ttrpc.v1.ForwardRequest & containerd.services.events.ttrpc.v1.ForwardRequest.$Shape;
-                        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.services.events.ttrpc.v1.ForwardRequest & containerd.services.events.ttrpc.v1.ForwardRequest.$Shape;
-                        static verify(message: { [k: string]: any }): (string|null);
                         static fromObject(object: { [k: string]: any }): containerd.services.events.ttrpc.v1.ForwardRequest;
                         static toObject(message: containerd.services.events.ttrpc.v1.ForwardRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                         toJSON(): { [k: string]: any };
-                        static getTypeUrl(prefix?: string): string;
                     }
 
                     namespace ForwardRequest {
@@ -1257,14 +1137,10 @@ export namespace containerd {
                         static create(properties: containerd.services.events.ttrpc.v1.Envelope.$Shape): containerd.services.events.ttrpc.v1.Envelope & containerd.services.events.ttrpc.v1.Envelope.$Shape;
                         static create(properties?: containerd.services.events.ttrpc.v1.Envelope.$Properties): containerd.services.events.ttrpc.v1.Envelope;
                         static encode(message: containerd.services.events.ttrpc.v1.Envelope.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                        static encodeDelimited(message: containerd.services.events.ttrpc.v1.Envelope.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.services.events.ttrpc.v1.Envelope & containerd.services.events.ttrpc.v1.Envelope.$Shape;
-                        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.services.events.ttrpc.v1.Envelope & containerd.services.events.ttrpc.v1.Envelope.$Shape;
-                        static verify(message: { [k: string]: any }): (string|null);
                         static fromObject(object: { [k: string]: any }): containerd.services.events.ttrpc.v1.Envelope;
                         static toObject(message: containerd.services.events.ttrpc.v1.Envelope, options?: $protobuf.IConversionOptions): { [k: string]: any };
                         toJSON(): { [k: string]: any };
-                        static getTypeUrl(prefix?: string): string;
                     }
 
                     namespace Envelope {
@@ -1299,14 +1175,10 @@ export namespace containerd {
             static create(properties: containerd.events.TaskCreate.$Shape): containerd.events.TaskCreate & containerd.events.TaskCreate.$Shape;
             static create(properties?: containerd.events.TaskCreate.$Properties): containerd.events.TaskCreate;
             static encode(message: containerd.events.TaskCreate.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.events.TaskCreate.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.events.TaskCreate & containerd.events.TaskCreate.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.events.TaskCreate & containerd.events.TaskCreate.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.events.TaskCreate;
             static toObject(message: containerd.events.TaskCreate, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace TaskCreate {
@@ -1333,14 +1205,10 @@ export namespace containerd {
             static create(properties: containerd.events.TaskStart.$Shape): containerd.events.TaskStart & containerd.events.TaskStart.$Shape;
             static create(properties?: containerd.events.TaskStart.$Properties): containerd.events.TaskStart;
             static encode(message: containerd.events.TaskStart.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.events.TaskStart.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.events.TaskStart & containerd.events.TaskStart.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.events.TaskStart & containerd.events.TaskStart.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.events.TaskStart;
             static toObject(message: containerd.events.TaskStart, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace TaskStart {
@@ -1366,14 +1234,10 @@ export namespace containerd {
             static create(properties: containerd.events.TaskDelete.$Shape): containerd.events.TaskDelete & containerd.events.TaskDelete.$Shape;
             static create(properties?: containerd.events.TaskDelete.$Properties): containerd.events.TaskDelete;
             static encode(message: containerd.events.TaskDelete.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.events.TaskDelete.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.events.TaskDelete & containerd.events.TaskDelete.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.events.TaskDelete & containerd.events.TaskDelete.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.events.TaskDelete;
             static toObject(message: containerd.events.TaskDelete, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace TaskDelete {
@@ -1401,14 +1265,10 @@ export namespace containerd {
             static create(properties: containerd.events.TaskIO.$Shape): containerd.events.TaskIO & containerd.events.TaskIO.$Shape;
             static create(properties?: containerd.events.TaskIO.$Properties): containerd.events.TaskIO;
             static encode(message: containerd.events.TaskIO.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.events.TaskIO.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.events.TaskIO & containerd.events.TaskIO.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.events.TaskIO & containerd.events.TaskIO.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.events.TaskIO;
             static toObject(message: containerd.events.TaskIO, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace TaskIO {
@@ -1436,14 +1296,10 @@ export namespace containerd {
             static create(properties: containerd.events.TaskExit.$Shape): containerd.events.TaskExit & containerd.events.TaskExit.$Shape;
             static create(properties?: containerd.events.TaskExit.$Properties): containerd.events.TaskExit;
             static encode(message: containerd.events.TaskExit.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.events.TaskExit.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.events.TaskExit & containerd.events.TaskExit.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.events.TaskExit & containerd.events.TaskExit.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.events.TaskExit;
             static toObject(message: containerd.events.TaskExit, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace TaskExit {
@@ -1468,14 +1324,10 @@ export namespace containerd {
             static create(properties: containerd.events.TaskOOM.$Shape): containerd.events.TaskOOM & containerd.events.TaskOOM.$Shape;
             static create(properties?: containerd.events.TaskOOM.$Properties): containerd.events.TaskOOM;
             static encode(message: containerd.events.TaskOOM.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.events.TaskOOM.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.events.TaskOOM & containerd.events.TaskOOM.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.events.TaskOOM & containerd.events.TaskOOM.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.events.TaskOOM;
             static toObject(message: containerd.events.TaskOOM, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace TaskOOM {
@@ -1497,14 +1349,10 @@ export namespace containerd {
             static create(properties: containerd.events.TaskExecAdded.$Shape): containerd.events.TaskExecAdded & containerd.events.TaskExecAdded.$Shape;
             static create(properties?: containerd.events.TaskExecAdded.$Properties): containerd.events.TaskExecAdded;
             static encode(message: containerd.events.TaskExecAdded.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.events.TaskExecAdded.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.events.TaskExecAdded & containerd.events.TaskExecAdded.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.events.TaskExecAdded & containerd.events.TaskExecAdded.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.events.TaskExecAdded;
             static toObject(message: containerd.events.TaskExecAdded, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace TaskExecAdded {
@@ -1528,14 +1376,10 @@ export namespace containerd {
             static create(properties: containerd.events.TaskExecStarted.$Shape): containerd.events.TaskExecStarted & containerd.events.TaskExecStarted.$Shape;
             static create(properties?: containerd.events.TaskExecStarted.$Properties): containerd.events.TaskExecStarted;
             static encode(message: containerd.events.TaskExecStarted.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.events.TaskExecStarted.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.events.TaskExecStarted & containerd.events.TaskExecStarted.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.events.TaskExecStarted & containerd.events.TaskExecStarted.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.events.TaskExecStarted;
             static toObject(message: containerd.events.TaskExecStarted, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace TaskExecStarted {
@@ -1558,14 +1402,10 @@ export namespace containerd {
             static create(properties: containerd.events.TaskPaused.$Shape): containerd.events.TaskPaused & containerd.events.TaskPaused.$Shape;
             static create(properties?: containerd.events.TaskPaused.$Properties): containerd.events.TaskPaused;
             static encode(message: containerd.events.TaskPaused.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.events.TaskPaused.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.events.TaskPaused & containerd.events.TaskPaused.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.events.TaskPaused & containerd.events.TaskPaused.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.events.TaskPaused;
             static toObject(message: containerd.events.TaskPaused, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace TaskPaused {
@@ -1586,14 +1426,10 @@ export namespace containerd {
             static create(properties: containerd.events.TaskResumed.$Shape): containerd.events.TaskResumed & containerd.events.TaskResumed.$Shape;
             static create(properties?: containerd.events.TaskResumed.$Properties): containerd.events.TaskResumed;
             static encode(message: containerd.events.TaskResumed.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.events.TaskResumed.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.events.TaskResumed & containerd.events.TaskResumed.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.events.TaskResumed & containerd.events.TaskResumed.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.events.TaskResumed;
             static toObject(message: containerd.events.TaskResumed, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace TaskResumed {
@@ -1615,14 +1451,10 @@ export namespace containerd {
             static create(properties: containerd.events.TaskCheckpointed.$Shape): containerd.events.TaskCheckpointed & containerd.events.TaskCheckpointed.$Shape;
             static create(properties?: containerd.events.TaskCheckpointed.$Properties): containerd.events.TaskCheckpointed;
             static encode(message: containerd.events.TaskCheckpointed.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.events.TaskCheckpointed.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.events.TaskCheckpointed & containerd.events.TaskCheckpointed.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.events.TaskCheckpointed & containerd.events.TaskCheckpointed.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.events.TaskCheckpointed;
             static toObject(message: containerd.events.TaskCheckpointed, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace TaskCheckpointed {
@@ -1650,14 +1482,10 @@ export namespace containerd {
             static create(properties: containerd.types.Mount.$Shape): containerd.types.Mount & containerd.types.Mount.$Shape;
             static create(properties?: containerd.types.Mount.$Properties): containerd.types.Mount;
             static encode(message: containerd.types.Mount.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.types.Mount.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.types.Mount & containerd.types.Mount.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.types.Mount & containerd.types.Mount.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.types.Mount;
             static toObject(message: containerd.types.Mount, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace Mount {
@@ -1684,14 +1512,10 @@ export namespace containerd {
             static create(properties: containerd.types.Envelope.$Shape): containerd.types.Envelope & containerd.types.Envelope.$Shape;
             static create(properties?: containerd.types.Envelope.$Properties): containerd.types.Envelope;
             static encode(message: containerd.types.Envelope.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.types.Envelope.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.types.Envelope & containerd.types.Envelope.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.types.Envelope & containerd.types.Envelope.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.types.Envelope;
             static toObject(message: containerd.types.Envelope, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace Envelope {
@@ -1716,14 +1540,10 @@ export namespace containerd {
             static create(properties: containerd.types.RuntimeVersion.$Shape): containerd.types.RuntimeVersion & containerd.types.RuntimeVersion.$Shape;
             static create(properties?: containerd.types.RuntimeVersion.$Properties): containerd.types.RuntimeVersion;
             static encode(message: containerd.types.RuntimeVersion.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.types.RuntimeVersion.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.types.RuntimeVersion & containerd.types.RuntimeVersion.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.types.RuntimeVersion & containerd.types.RuntimeVersion.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.types.RuntimeVersion;
             static toObject(message: containerd.types.RuntimeVersion, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace RuntimeVersion {
@@ -1749,14 +1569,10 @@ export namespace containerd {
             static create(properties: containerd.types.RuntimeInfo.$Shape): containerd.types.RuntimeInfo & containerd.types.RuntimeInfo.$Shape;
             static create(properties?: containerd.types.RuntimeInfo.$Properties): containerd.types.RuntimeInfo;
             static encode(message: containerd.types.RuntimeInfo.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.types.RuntimeInfo.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.types.RuntimeInfo & containerd.types.RuntimeInfo.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.types.RuntimeInfo & containerd.types.RuntimeInfo.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.types.RuntimeInfo;
             static toObject(message: containerd.types.RuntimeInfo, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace RuntimeInfo {
@@ -1783,14 +1599,10 @@ export namespace containerd {
             static create(properties: containerd.types.Metric.$Shape): containerd.types.Metric & containerd.types.Metric.$Shape;
             static create(properties?: containerd.types.Metric.$Properties): containerd.types.Metric;
             static encode(message: containerd.types.Metric.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: containerd.types.Metric.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.types.Metric & containerd.types.Metric.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.types.Metric & containerd.types.Metric.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): containerd.types.Metric;
             static toObject(message: containerd.types.Metric, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace Metric {
@@ -1829,14 +1641,10 @@ export namespace containerd {
                 static create(properties: containerd.runc.v1.Options.$Shape): containerd.runc.v1.Options & containerd.runc.v1.Options.$Shape;
                 static create(properties?: containerd.runc.v1.Options.$Properties): containerd.runc.v1.Options;
                 static encode(message: containerd.runc.v1.Options.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.runc.v1.Options.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.runc.v1.Options & containerd.runc.v1.Options.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.runc.v1.Options & containerd.runc.v1.Options.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.runc.v1.Options;
                 static toObject(message: containerd.runc.v1.Options, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace Options {
@@ -1892,14 +1700,10 @@ export namespace containerd {
                 static create(properties: containerd.v1.types.Process.$Shape): containerd.v1.types.Process & containerd.v1.types.Process.$Shape;
                 static create(properties?: containerd.v1.types.Process.$Properties): containerd.v1.types.Process;
                 static encode(message: containerd.v1.types.Process.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.v1.types.Process.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.v1.types.Process & containerd.v1.types.Process.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.v1.types.Process & containerd.v1.types.Process.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.v1.types.Process;
                 static toObject(message: containerd.v1.types.Process, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace Process {
@@ -1930,14 +1734,10 @@ export namespace containerd {
                 static create(properties: containerd.v1.types.ProcessInfo.$Shape): containerd.v1.types.ProcessInfo & containerd.v1.types.ProcessInfo.$Shape;
                 static create(properties?: containerd.v1.types.ProcessInfo.$Properties): containerd.v1.types.ProcessInfo;
                 static encode(message: containerd.v1.types.ProcessInfo.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.v1.types.ProcessInfo.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.v1.types.ProcessInfo & containerd.v1.types.ProcessInfo.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.v1.types.ProcessInfo & containerd.v1.types.ProcessInfo.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.v1.types.ProcessInfo;
                 static toObject(message: containerd.v1.types.ProcessInfo, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace ProcessInfo {
@@ -2186,14 +1986,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.CreateTaskRequest.$Shape): containerd.task.v2.CreateTaskRequest & containerd.task.v2.CreateTaskRequest.$Shape;
                 static create(properties?: containerd.task.v2.CreateTaskRequest.$Properties): containerd.task.v2.CreateTaskRequest;
                 static encode(message: containerd.task.v2.CreateTaskRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.CreateTaskRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.CreateTaskRequest & containerd.task.v2.CreateTaskRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.CreateTaskRequest & containerd.task.v2.CreateTaskRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.CreateTaskRequest;
                 static toObject(message: containerd.task.v2.CreateTaskRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace CreateTaskRequest {
@@ -2223,14 +2019,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.CreateTaskResponse.$Shape): containerd.task.v2.CreateTaskResponse & containerd.task.v2.CreateTaskResponse.$Shape;
                 static create(properties?: containerd.task.v2.CreateTaskResponse.$Properties): containerd.task.v2.CreateTaskResponse;
                 static encode(message: containerd.task.v2.CreateTaskResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.CreateTaskResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.CreateTaskResponse & containerd.task.v2.CreateTaskResponse.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.CreateTaskResponse & containerd.task.v2.CreateTaskResponse.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.CreateTaskResponse;
                 static toObject(message: containerd.task.v2.CreateTaskResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace CreateTaskResponse {
@@ -2252,14 +2044,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.DeleteRequest.$Shape): containerd.task.v2.DeleteRequest & containerd.task.v2.DeleteRequest.$Shape;
                 static create(properties?: containerd.task.v2.DeleteRequest.$Properties): containerd.task.v2.DeleteRequest;
                 static encode(message: containerd.task.v2.DeleteRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.DeleteRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.DeleteRequest & containerd.task.v2.DeleteRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.DeleteRequest & containerd.task.v2.DeleteRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.DeleteRequest;
                 static toObject(message: containerd.task.v2.DeleteRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace DeleteRequest {
@@ -2283,14 +2071,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.DeleteResponse.$Shape): containerd.task.v2.DeleteResponse & containerd.task.v2.DeleteResponse.$Shape;
                 static create(properties?: containerd.task.v2.DeleteResponse.$Properties): containerd.task.v2.DeleteResponse;
                 static encode(message: containerd.task.v2.DeleteResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.DeleteResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.DeleteResponse & containerd.task.v2.DeleteResponse.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.DeleteResponse & containerd.task.v2.DeleteResponse.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.DeleteResponse;
                 static toObject(message: containerd.task.v2.DeleteResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace DeleteResponse {
@@ -2319,14 +2103,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.ExecProcessRequest.$Shape): containerd.task.v2.ExecProcessRequest & containerd.task.v2.ExecProcessRequest.$Shape;
                 static create(properties?: containerd.task.v2.ExecProcessRequest.$Properties): containerd.task.v2.ExecProcessRequest;
                 static encode(message: containerd.task.v2.ExecProcessRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.ExecProcessRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.ExecProcessRequest & containerd.task.v2.ExecProcessRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.ExecProcessRequest & containerd.task.v2.ExecProcessRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.ExecProcessRequest;
                 static toObject(message: containerd.task.v2.ExecProcessRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace ExecProcessRequest {
@@ -2352,14 +2132,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.ExecProcessResponse.$Shape): containerd.task.v2.ExecProcessResponse & containerd.task.v2.ExecProcessResponse.$Shape;
                 static create(properties?: containerd.task.v2.ExecProcessResponse.$Properties): containerd.task.v2.ExecProcessResponse;
                 static encode(message: containerd.task.v2.ExecProcessResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.ExecProcessResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.ExecProcessResponse & containerd.task.v2.ExecProcessResponse.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.ExecProcessResponse & containerd.task.v2.ExecProcessResponse.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.ExecProcessResponse;
                 static toObject(message: containerd.task.v2.ExecProcessResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace ExecProcessResponse {
@@ -2382,14 +2158,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.ResizePtyRequest.$Shape): containerd.task.v2.ResizePtyRequest & containerd.task.v2.ResizePtyRequest.$Shape;
                 static create(properties?: containerd.task.v2.ResizePtyRequest.$Properties): containerd.task.v2.ResizePtyRequest;
                 static encode(message: containerd.task.v2.ResizePtyRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.ResizePtyRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.ResizePtyRequest & containerd.task.v2.ResizePtyRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.ResizePtyRequest & containerd.task.v2.ResizePtyRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.ResizePtyRequest;
                 static toObject(message: containerd.task.v2.ResizePtyRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace ResizePtyRequest {
@@ -2414,14 +2186,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.StateRequest.$Shape): containerd.task.v2.StateRequest & containerd.task.v2.StateRequest.$Shape;
                 static create(properties?: containerd.task.v2.StateRequest.$Properties): containerd.task.v2.StateRequest;
                 static encode(message: containerd.task.v2.StateRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.StateRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.StateRequest & containerd.task.v2.StateRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.StateRequest & containerd.task.v2.StateRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.StateRequest;
                 static toObject(message: containerd.task.v2.StateRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace StateRequest {
@@ -2453,14 +2221,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.StateResponse.$Shape): containerd.task.v2.StateResponse & containerd.task.v2.StateResponse.$Shape;
                 static create(properties?: containerd.task.v2.StateResponse.$Properties): containerd.task.v2.StateResponse;
                 static encode(message: containerd.task.v2.StateResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.StateResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.StateResponse & containerd.task.v2.StateResponse.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.StateResponse & containerd.task.v2.StateResponse.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.StateResponse;
                 static toObject(message: containerd.task.v2.StateResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace StateResponse {
@@ -2494,14 +2258,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.KillRequest.$Shape): containerd.task.v2.KillRequest & containerd.task.v2.KillRequest.$Shape;
                 static create(properties?: containerd.task.v2.KillRequest.$Properties): containerd.task.v2.KillRequest;
                 static encode(message: containerd.task.v2.KillRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.KillRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.KillRequest & containerd.task.v2.KillRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.KillRequest & containerd.task.v2.KillRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.KillRequest;
                 static toObject(message: containerd.task.v2.KillRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace KillRequest {
@@ -2527,14 +2287,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.CloseIORequest.$Shape): containerd.task.v2.CloseIORequest & containerd.task.v2.CloseIORequest.$Shape;
                 static create(properties?: containerd.task.v2.CloseIORequest.$Properties): containerd.task.v2.CloseIORequest;
                 static encode(message: containerd.task.v2.CloseIORequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.CloseIORequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.CloseIORequest & containerd.task.v2.CloseIORequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.CloseIORequest & containerd.task.v2.CloseIORequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.CloseIORequest;
                 static toObject(message: containerd.task.v2.CloseIORequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace CloseIORequest {
@@ -2557,14 +2313,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.PidsRequest.$Shape): containerd.task.v2.PidsRequest & containerd.task.v2.PidsRequest.$Shape;
                 static create(properties?: containerd.task.v2.PidsRequest.$Properties): containerd.task.v2.PidsRequest;
                 static encode(message: containerd.task.v2.PidsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.PidsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.PidsRequest & containerd.task.v2.PidsRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.PidsRequest & containerd.task.v2.PidsRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.PidsRequest;
                 static toObject(message: containerd.task.v2.PidsRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace PidsRequest {
@@ -2585,14 +2337,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.PidsResponse.$Shape): containerd.task.v2.PidsResponse & containerd.task.v2.PidsResponse.$Shape;
                 static create(properties?: containerd.task.v2.PidsResponse.$Properties): containerd.task.v2.PidsResponse;
                 static encode(message: containerd.task.v2.PidsResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.PidsResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.PidsResponse & containerd.task.v2.PidsResponse.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.PidsResponse & containerd.task.v2.PidsResponse.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.PidsResponse;
                 static toObject(message: containerd.task.v2.PidsResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace PidsResponse {
@@ -2615,14 +2363,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.CheckpointTaskRequest.$Shape): containerd.task.v2.CheckpointTaskRequest & containerd.task.v2.CheckpointTaskRequest.$Shape;
                 static create(properties?: containerd.task.v2.CheckpointTaskRequest.$Properties): containerd.task.v2.CheckpointTaskRequest;
                 static encode(message: containerd.task.v2.CheckpointTaskRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.CheckpointTaskRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.CheckpointTaskRequest & containerd.task.v2.CheckpointTaskRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.CheckpointTaskRequest & containerd.task.v2.CheckpointTaskRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.CheckpointTaskRequest;
                 static toObject(message: containerd.task.v2.CheckpointTaskRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace CheckpointTaskRequest {
@@ -2647,14 +2391,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.UpdateTaskRequest.$Shape): containerd.task.v2.UpdateTaskRequest & containerd.task.v2.UpdateTaskRequest.$Shape;
                 static create(properties?: containerd.task.v2.UpdateTaskRequest.$Properties): containerd.task.v2.UpdateTaskRequest;
                 static encode(message: containerd.task.v2.UpdateTaskRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.UpdateTaskRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.UpdateTaskRequest & containerd.task.v2.UpdateTaskRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.UpdateTaskRequest & containerd.task.v2.UpdateTaskRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.UpdateTaskRequest;
                 static toObject(message: containerd.task.v2.UpdateTaskRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace UpdateTaskRequest {
@@ -2678,14 +2418,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.StartRequest.$Shape): containerd.task.v2.StartRequest & containerd.task.v2.StartRequest.$Shape;
                 static create(properties?: containerd.task.v2.StartRequest.$Properties): containerd.task.v2.StartRequest;
                 static encode(message: containerd.task.v2.StartRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.StartRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.StartRequest & containerd.task.v2.StartRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.StartRequest & containerd.task.v2.StartRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.StartRequest;
                 static toObject(message: containerd.task.v2.StartRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace StartRequest {
@@ -2707,14 +2443,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.StartResponse.$Shape): containerd.task.v2.StartResponse & containerd.task.v2.StartResponse.$Shape;
                 static create(properties?: containerd.task.v2.StartResponse.$Properties): containerd.task.v2.StartResponse;
                 static encode(message: containerd.task.v2.StartResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.StartResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.StartResponse & containerd.task.v2.StartResponse.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.StartResponse & containerd.task.v2.StartResponse.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.StartResponse;
                 static toObject(message: containerd.task.v2.StartResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace StartResponse {
@@ -2736,14 +2468,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.WaitRequest.$Shape): containerd.task.v2.WaitRequest & containerd.task.v2.WaitRequest.$Shape;
                 static create(properties?: containerd.task.v2.WaitRequest.$Properties): containerd.task.v2.WaitRequest;
                 static encode(message: containerd.task.v2.WaitRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.WaitRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.WaitRequest & containerd.task.v2.WaitRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.WaitRequest & containerd.task.v2.WaitRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.WaitRequest;
                 static toObject(message: containerd.task.v2.WaitRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace WaitRequest {
@@ -2766,14 +2494,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.WaitResponse.$Shape): containerd.task.v2.WaitResponse & containerd.task.v2.WaitResponse.$Shape;
                 static create(properties?: containerd.task.v2.WaitResponse.$Properties): containerd.task.v2.WaitResponse;
                 static encode(message: containerd.task.v2.WaitResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.WaitResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.WaitResponse & containerd.task.v2.WaitResponse.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.WaitResponse & containerd.task.v2.WaitResponse.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.WaitResponse;
                 static toObject(message: containerd.task.v2.WaitResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace WaitResponse {
@@ -2795,14 +2519,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.StatsRequest.$Shape): containerd.task.v2.StatsRequest & containerd.task.v2.StatsRequest.$Shape;
                 static create(properties?: containerd.task.v2.StatsRequest.$Properties): containerd.task.v2.StatsRequest;
                 static encode(message: containerd.task.v2.StatsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.StatsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.StatsRequest & containerd.task.v2.StatsRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.StatsRequest & containerd.task.v2.StatsRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.StatsRequest;
                 static toObject(message: containerd.task.v2.StatsRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace StatsRequest {
@@ -2823,14 +2543,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.StatsResponse.$Shape): containerd.task.v2.StatsResponse & containerd.task.v2.StatsResponse.$Shape;
                 static create(properties?: containerd.task.v2.StatsResponse.$Properties): containerd.task.v2.StatsResponse;
                 static encode(message: containerd.task.v2.StatsResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.StatsResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.StatsResponse & containerd.task.v2.StatsResponse.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.StatsResponse & containerd.task.v2.StatsResponse.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.StatsResponse;
                 static toObject(message: containerd.task.v2.StatsResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace StatsResponse {
@@ -2851,14 +2567,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.ConnectRequest.$Shape): containerd.task.v2.ConnectRequest & containerd.task.v2.ConnectRequest.$Shape;
                 static create(properties?: containerd.task.v2.ConnectRequest.$Properties): containerd.task.v2.ConnectRequest;
                 static encode(message: containerd.task.v2.ConnectRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.ConnectRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.ConnectRequest & containerd.task.v2.ConnectRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.ConnectRequest & containerd.task.v2.ConnectRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.ConnectRequest;
                 static toObject(message: containerd.task.v2.ConnectRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace ConnectRequest {
@@ -2881,14 +2593,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.ConnectResponse.$Shape): containerd.task.v2.ConnectResponse & containerd.task.v2.ConnectResponse.$Shape;
                 static create(properties?: containerd.task.v2.ConnectResponse.$Properties): containerd.task.v2.ConnectResponse;
                 static encode(message: containerd.task.v2.ConnectResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.ConnectResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.ConnectResponse & containerd.task.v2.ConnectResponse.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.ConnectResponse & containerd.task.v2.ConnectResponse.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.ConnectResponse;
                 static toObject(message: containerd.task.v2.ConnectResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace ConnectResponse {
@@ -2912,14 +2620,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.ShutdownRequest.$Shape): containerd.task.v2.ShutdownRequest & containerd.task.v2.ShutdownRequest.$Shape;
                 static create(properties?: containerd.task.v2.ShutdownRequest.$Properties): containerd.task.v2.ShutdownRequest;
                 static encode(message: containerd.task.v2.ShutdownRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.ShutdownRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.ShutdownRequest & containerd.task.v2.ShutdownRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.ShutdownRequest & containerd.task.v2.ShutdownRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.ShutdownRequest;
                 static toObject(message: containerd.task.v2.ShutdownRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace ShutdownRequest {
@@ -2941,14 +2645,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.PauseRequest.$Shape): containerd.task.v2.PauseRequest & containerd.task.v2.PauseRequest.$Shape;
                 static create(properties?: containerd.task.v2.PauseRequest.$Properties): containerd.task.v2.PauseRequest;
                 static encode(message: containerd.task.v2.PauseRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.PauseRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.PauseRequest & containerd.task.v2.PauseRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.PauseRequest & containerd.task.v2.PauseRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.PauseRequest;
                 static toObject(message: containerd.task.v2.PauseRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace PauseRequest {
@@ -2969,14 +2669,10 @@ export namespace containerd {
                 static create(properties: containerd.task.v2.ResumeRequest.$Shape): containerd.task.v2.ResumeRequest & containerd.task.v2.ResumeRequest.$Shape;
                 static create(properties?: containerd.task.v2.ResumeRequest.$Properties): containerd.task.v2.ResumeRequest;
                 static encode(message: containerd.task.v2.ResumeRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-                static encodeDelimited(message: containerd.task.v2.ResumeRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
                 static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): containerd.task.v2.ResumeRequest & containerd.task.v2.ResumeRequest.$Shape;
-                static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): containerd.task.v2.ResumeRequest & containerd.task.v2.ResumeRequest.$Shape;
-                static verify(message: { [k: string]: any }): (string|null);
                 static fromObject(object: { [k: string]: any }): containerd.task.v2.ResumeRequest;
                 static toObject(message: containerd.task.v2.ResumeRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
                 toJSON(): { [k: string]: any };
-                static getTypeUrl(prefix?: string): string;
             }
 
             namespace ResumeRequest {
@@ -3220,14 +2916,10 @@ export namespace google {
             static create(properties: google.protobuf.Any.$Shape): google.protobuf.Any & google.protobuf.Any.$Shape;
             static create(properties?: google.protobuf.Any.$Properties): google.protobuf.Any;
             static encode(message: google.protobuf.Any.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: google.protobuf.Any.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): google.protobuf.Any & google.protobuf.Any.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): google.protobuf.Any & google.protobuf.Any.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): google.protobuf.Any;
             static toObject(message: google.protobuf.Any, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace Any {
@@ -3248,14 +2940,10 @@ export namespace google {
             static create(properties: google.protobuf.Empty.$Shape): google.protobuf.Empty & google.protobuf.Empty.$Shape;
             static create(properties?: google.protobuf.Empty.$Properties): google.protobuf.Empty;
             static encode(message: google.protobuf.Empty.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: google.protobuf.Empty.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): google.protobuf.Empty & google.protobuf.Empty.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): google.protobuf.Empty & google.protobuf.Empty.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): google.protobuf.Empty;
             static toObject(message: google.protobuf.Empty, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace Empty {
@@ -3276,14 +2964,10 @@ export namespace google {
             static create(properties: google.protobuf.Timestamp.$Shape): google.protobuf.Timestamp & google.protobuf.Timestamp.$Shape;
             static create(properties?: google.protobuf.Timestamp.$Properties): google.protobuf.Timestamp;
             static encode(message: google.protobuf.Timestamp.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: google.protobuf.Timestamp.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): google.protobuf.Timestamp & google.protobuf.Timestamp.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): google.protobuf.Timestamp & google.protobuf.Timestamp.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): google.protobuf.Timestamp;
             static toObject(message: google.protobuf.Timestamp, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace Timestamp {
@@ -3310,14 +2994,10 @@ export namespace google {
             static create(properties: google.rpc.Status.$Shape): google.rpc.Status & google.rpc.Status.$Shape;
             static create(properties?: google.rpc.Status.$Properties): google.rpc.Status;
             static encode(message: google.rpc.Status.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: google.rpc.Status.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): google.rpc.Status & google.rpc.Status.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): google.rpc.Status & google.rpc.Status.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): google.rpc.Status;
             static toObject(message: google.rpc.Status, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace Status {
@@ -3348,14 +3028,10 @@ export namespace runtimeoptions {
             static create(properties: runtimeoptions.v1.Options.$Shape): runtimeoptions.v1.Options & runtimeoptions.v1.Options.$Shape;
             static create(properties?: runtimeoptions.v1.Options.$Properties): runtimeoptions.v1.Options;
             static encode(message: runtimeoptions.v1.Options.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static encodeDelimited(message: runtimeoptions.v1.Options.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
             static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): runtimeoptions.v1.Options & runtimeoptions.v1.Options.$Shape;
-            static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): runtimeoptions.v1.Options & runtimeoptions.v1.Options.$Shape;
-            static verify(message: { [k: string]: any }): (string|null);
             static fromObject(object: { [k: string]: any }): runtimeoptions.v1.Options;
             static toObject(message: runtimeoptions.v1.Options, options?: $protobuf.IConversionOptions): { [k: string]: any };
             toJSON(): { [k: string]: any };
-            static getTypeUrl(prefix?: string): string;
         }
 
         namespace Options {
@@ -3904,14 +3580,10 @@ export namespace grpc {
         static create(properties: grpc.CreateContainerRequest.$Shape): grpc.CreateContainerRequest & grpc.CreateContainerRequest.$Shape;
         static create(properties?: grpc.CreateContainerRequest.$Properties): grpc.CreateContainerRequest;
         static encode(message: grpc.CreateContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.CreateContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.CreateContainerRequest & grpc.CreateContainerRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.CreateContainerRequest & grpc.CreateContainerRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.CreateContainerRequest;
         static toObject(message: grpc.CreateContainerRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace CreateContainerRequest {
@@ -3955,14 +3627,10 @@ export namespace grpc {
         static create(properties: grpc.StartContainerRequest.$Shape): grpc.StartContainerRequest & grpc.StartContainerRequest.$Shape;
         static create(properties?: grpc.StartContainerRequest.$Properties): grpc.StartContainerRequest;
         static encode(message: grpc.StartContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.StartContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.StartContainerRequest & grpc.StartContainerRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.StartContainerRequest & grpc.StartContainerRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.StartContainerRequest;
         static toObject(message: grpc.StartContainerRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace StartContainerRequest {
@@ -3984,14 +3652,10 @@ export namespace grpc {
         static create(properties: grpc.RemoveContainerRequest.$Shape): grpc.RemoveContainerRequest & grpc.RemoveContainerRequest.$Shape;
         static create(properties?: grpc.RemoveContainerRequest.$Properties): grpc.RemoveContainerRequest;
         static encode(message: grpc.RemoveContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.RemoveContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.RemoveContainerRequest & grpc.RemoveContainerRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.RemoveContainerRequest & grpc.RemoveContainerRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.RemoveContainerRequest;
         static toObject(message: grpc.RemoveContainerRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace RemoveContainerRequest {
@@ -4019,14 +3683,10 @@ export namespace grpc {
         static create(properties: grpc.ExecProcessRequest.$Shape): grpc.ExecProcessRequest & grpc.ExecProcessRequest.$Shape;
         static create(properties?: grpc.ExecProcessRequest.$Properties): grpc.ExecProcessRequest;
         static encode(message: grpc.ExecProcessRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.ExecProcessRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.ExecProcessRequest & grpc.ExecProcessRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.ExecProcessRequest & grpc.ExecProcessRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.ExecProcessRequest;
         static toObject(message: grpc.ExecProcessRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace ExecProcessRequest {
@@ -4055,14 +3715,10 @@ export namespace grpc {
         static create(properties: grpc.SignalProcessRequest.$Shape): grpc.SignalProcessRequest & grpc.SignalProcessRequest.$Shape;
         static create(properties?: grpc.SignalProcessRequest.$Properties): grpc.SignalProcessRequest;
         static encode(message: grpc.SignalProcessRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.SignalProcessRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.SignalProcessRequest & grpc.SignalProcessRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.SignalProcessRequest & grpc.SignalProcessRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.SignalProcessRequest;
         static toObject(message: grpc.SignalProcessRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace SignalProcessRequest {
@@ -4086,14 +3742,10 @@ export namespace grpc {
         static create(properties: grpc.WaitProcessRequest.$Shape): grpc.WaitProcessRequest & grpc.WaitProcessRequest.$Shape;
         static create(properties?: grpc.WaitProcessRequest.$Properties): grpc.WaitProcessRequest;
         static encode(message: grpc.WaitProcessRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.WaitProcessRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.WaitProcessRequest & grpc.WaitProcessRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.WaitProcessRequest & grpc.WaitProcessRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.WaitProcessRequest;
         static toObject(message: grpc.WaitProcessRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace WaitProcessRequest {
@@ -4115,14 +3767,10 @@ export namespace grpc {
         static create(properties: grpc.WaitProcessResponse.$Shape): grpc.WaitProcessResponse & grpc.WaitProcessResponse.$Shape;
         static create(properties?: grpc.WaitProcessResponse.$Properties): grpc.WaitProcessResponse;
         static encode(message: grpc.WaitProcessResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.WaitProcessResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.WaitProcessResponse & grpc.WaitProcessResponse.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.WaitProcessResponse & grpc.WaitProcessResponse.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.WaitProcessResponse;
         static toObject(message: grpc.WaitProcessResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace WaitProcessResponse {
@@ -4144,14 +3792,10 @@ export namespace grpc {
         static create(properties: grpc.UpdateContainerRequest.$Shape): grpc.UpdateContainerRequest & grpc.UpdateContainerRequest.$Shape;
         static create(properties?: grpc.UpdateContainerRequest.$Properties): grpc.UpdateContainerRequest;
         static encode(message: grpc.UpdateContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.UpdateContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.UpdateContainerRequest & grpc.UpdateContainerRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.UpdateContainerRequest & grpc.UpdateContainerRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.UpdateContainerRequest;
         static toObject(message: grpc.UpdateContainerRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace UpdateContainerRequest {
@@ -4173,14 +3817,10 @@ export namespace grpc {
         static create(properties: grpc.UpdateEphemeralMountsRequest.$Shape): grpc.UpdateEphemeralMountsRequest & grpc.UpdateEphemeralMountsRequest.$Shape;
         static create(properties?: grpc.UpdateEphemeralMountsRequest.$Properties): grpc.UpdateEphemeralMountsRequest;
         static encode(message: grpc.UpdateEphemeralMountsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.UpdateEphemeralMountsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.UpdateEphemeralMountsRequest & grpc.UpdateEphemeralMountsRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.UpdateEphemeralMountsRequest & grpc.UpdateEphemeralMountsRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.UpdateEphemeralMountsRequest;
         static toObject(message: grpc.UpdateEphemeralMountsRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace UpdateEphemeralMountsRequest {
@@ -4201,14 +3841,10 @@ export namespace grpc {
         static create(properties: grpc.StatsContainerRequest.$Shape): grpc.StatsContainerRequest & grpc.StatsContainerRequest.$Shape;
         static create(properties?: grpc.StatsContainerRequest.$Properties): grpc.StatsContainerRequest;
         static encode(message: grpc.StatsContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.StatsContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.StatsContainerRequest & grpc.StatsContainerRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.StatsContainerRequest & grpc.StatsContainerRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.StatsContainerRequest;
         static toObject(message: grpc.StatsContainerRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace StatsContainerRequest {
@@ -4229,14 +3865,10 @@ export namespace grpc {
         static create(properties: grpc.PauseContainerRequest.$Shape): grpc.PauseContainerRequest & grpc.PauseContainerRequest.$Shape;
         static create(properties?: grpc.PauseContainerRequest.$Properties): grpc.PauseContainerRequest;
         static encode(message: grpc.PauseContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.PauseContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.PauseContainerRequest & grpc.PauseContainerRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.PauseContainerRequest & grpc.PauseContainerRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.PauseContainerRequest;
         static toObject(message: grpc.PauseContainerRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace PauseContainerRequest {
@@ -4257,14 +3889,10 @@ export namespace grpc {
         static create(properties: grpc.ResumeContainerRequest.$Shape): grpc.ResumeContainerRequest & grpc.ResumeContainerRequest.$Shape;
         static create(properties?: grpc.ResumeContainerRequest.$Properties): grpc.ResumeContainerRequest;
         static encode(message: grpc.ResumeContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.ResumeContainerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.ResumeContainerRequest & grpc.ResumeContainerRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.ResumeContainerRequest & grpc.ResumeContainerRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.ResumeContainerRequest;
         static toObject(message: grpc.ResumeContainerRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace ResumeContainerRequest {
@@ -4286,14 +3914,10 @@ export namespace grpc {
         static create(properties: grpc.GetDiagnosticDataRequest.$Shape): grpc.GetDiagnosticDataRequest & grpc.GetDiagnosticDataRequest.$Shape;
         static create(properties?: grpc.GetDiagnosticDataRequest.$Properties): grpc.GetDiagnosticDataRequest;
         static encode(message: grpc.GetDiagnosticDataRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.GetDiagnosticDataRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.GetDiagnosticDataRequest & grpc.GetDiagnosticDataRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.GetDiagnosticDataRequest & grpc.GetDiagnosticDataRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.GetDiagnosticDataRequest;
         static toObject(message: grpc.GetDiagnosticDataRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace GetDiagnosticDataRequest {
@@ -4315,14 +3939,10 @@ export namespace grpc {
         static create(properties: grpc.GetDiagnosticDataResponse.$Shape): grpc.GetDiagnosticDataResponse & grpc.GetDiagnosticDataResponse.$Shape;
         static create(properties?: grpc.GetDiagnosticDataResponse.$Properties): grpc.GetDiagnosticDataResponse;
         static encode(message: grpc.GetDiagnosticDataResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.GetDiagnosticDataResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.GetDiagnosticDataResponse & grpc.GetDiagnosticDataResponse.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.GetDiagnosticDataResponse & grpc.GetDiagnosticDataResponse.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.GetDiagnosticDataResponse;
         static toObject(message: grpc.GetDiagnosticDataResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace GetDiagnosticDataResponse {
@@ -4346,14 +3966,10 @@ export namespace grpc {
         static create(properties: grpc.CpuUsage.$Shape): grpc.CpuUsage & grpc.CpuUsage.$Shape;
         static create(properties?: grpc.CpuUsage.$Properties): grpc.CpuUsage;
         static encode(message: grpc.CpuUsage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.CpuUsage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.CpuUsage & grpc.CpuUsage.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.CpuUsage & grpc.CpuUsage.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.CpuUsage;
         static toObject(message: grpc.CpuUsage, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace CpuUsage {
@@ -4379,14 +3995,10 @@ export namespace grpc {
         static create(properties: grpc.ThrottlingData.$Shape): grpc.ThrottlingData & grpc.ThrottlingData.$Shape;
         static create(properties?: grpc.ThrottlingData.$Properties): grpc.ThrottlingData;
         static encode(message: grpc.ThrottlingData.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.ThrottlingData.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.ThrottlingData & grpc.ThrottlingData.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.ThrottlingData & grpc.ThrottlingData.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.ThrottlingData;
         static toObject(message: grpc.ThrottlingData, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace ThrottlingData {
@@ -4410,14 +4022,10 @@ export namespace grpc {
         static create(properties: grpc.CpuStats.$Shape): grpc.CpuStats & grpc.CpuStats.$Shape;
         static create(properties?: grpc.CpuStats.$Properties): grpc.CpuStats;
         static encode(message: grpc.CpuStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.CpuStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.CpuStats & grpc.CpuStats.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.CpuStats & grpc.CpuStats.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.CpuStats;
         static toObject(message: grpc.CpuStats, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace CpuStats {
@@ -4440,14 +4048,10 @@ export namespace grpc {
         static create(properties: grpc.PidsStats.$Shape): grpc.PidsStats & grpc.PidsStats.$Shape;
         static create(properties?: grpc.PidsStats.$Properties): grpc.PidsStats;
         static encode(message: grpc.PidsStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.PidsStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.PidsStats & grpc.PidsStats.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.PidsStats & grpc.PidsStats.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.PidsStats;
         static toObject(message: grpc.PidsStats, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace PidsStats {
@@ -4472,14 +4076,10 @@ export namespace grpc {
         static create(properties: grpc.MemoryData.$Shape): grpc.MemoryData & grpc.MemoryData.$Shape;
         static create(properties?: grpc.MemoryData.$Properties): grpc.MemoryData;
         static encode(message: grpc.MemoryData.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.MemoryData.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.MemoryData & grpc.MemoryData.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.MemoryData & grpc.MemoryData.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.MemoryData;
         static toObject(message: grpc.MemoryData, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace MemoryData {
@@ -4508,14 +4108,10 @@ export namespace grpc {
         static create(properties: grpc.MemoryStats.$Shape): grpc.MemoryStats & grpc.MemoryStats.$Shape;
         static create(properties?: grpc.MemoryStats.$Properties): grpc.MemoryStats;
         static encode(message: grpc.MemoryStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.MemoryStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.MemoryStats & grpc.MemoryStats.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.MemoryStats & grpc.MemoryStats.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.MemoryStats;
         static toObject(message: grpc.MemoryStats, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace MemoryStats {
@@ -4544,14 +4140,10 @@ export namespace grpc {
         static create(properties: grpc.BlkioStatsEntry.$Shape): grpc.BlkioStatsEntry & grpc.BlkioStatsEntry.$Shape;
         static create(properties?: grpc.BlkioStatsEntry.$Properties): grpc.BlkioStatsEntry;
         static encode(message: grpc.BlkioStatsEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.BlkioStatsEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.BlkioStatsEntry & grpc.BlkioStatsEntry.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.BlkioStatsEntry & grpc.BlkioStatsEntry.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.BlkioStatsEntry;
         static toObject(message: grpc.BlkioStatsEntry, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace BlkioStatsEntry {
@@ -4582,14 +4174,10 @@ export namespace grpc {
         static create(properties: grpc.BlkioStats.$Shape): grpc.BlkioStats & grpc.BlkioStats.$Shape;
         static create(properties?: grpc.BlkioStats.$Properties): grpc.BlkioStats;
         static encode(message: grpc.BlkioStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.BlkioStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.BlkioStats & grpc.BlkioStats.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.BlkioStats & grpc.BlkioStats.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.BlkioStats;
         static toObject(message: grpc.BlkioStats, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace BlkioStats {
@@ -4619,14 +4207,10 @@ export namespace grpc {
         static create(properties: grpc.HugetlbStats.$Shape): grpc.HugetlbStats & grpc.HugetlbStats.$Shape;
         static create(properties?: grpc.HugetlbStats.$Properties): grpc.HugetlbStats;
         static encode(message: grpc.HugetlbStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.HugetlbStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.HugetlbStats & grpc.HugetlbStats.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.HugetlbStats & grpc.HugetlbStats.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.HugetlbStats;
         static toObject(message: grpc.HugetlbStats, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace HugetlbStats {
@@ -4653,14 +4237,10 @@ export namespace grpc {
         static create(properties: grpc.CgroupStats.$Shape): grpc.CgroupStats & grpc.CgroupStats.$Shape;
         static create(properties?: grpc.CgroupStats.$Properties): grpc.CgroupStats;
         static encode(message: grpc.CgroupStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.CgroupStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.CgroupStats & grpc.CgroupStats.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.CgroupStats & grpc.CgroupStats.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.CgroupStats;
         static toObject(message: grpc.CgroupStats, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace CgroupStats {
@@ -4693,14 +4273,10 @@ export namespace grpc {
         static create(properties: grpc.NetworkStats.$Shape): grpc.NetworkStats & grpc.NetworkStats.$Shape;
         static create(properties?: grpc.NetworkStats.$Properties): grpc.NetworkStats;
         static encode(message: grpc.NetworkStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.NetworkStats.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.NetworkStats & grpc.NetworkStats.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.NetworkStats & grpc.NetworkStats.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.NetworkStats;
         static toObject(message: grpc.NetworkStats, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace NetworkStats {
@@ -4730,14 +4306,10 @@ export namespace grpc {
         static create(properties: grpc.StatsContainerResponse.$Shape): grpc.StatsContainerResponse & grpc.StatsContainerResponse.$Shape;
         static create(properties?: grpc.StatsContainerResponse.$Properties): grpc.StatsContainerResponse;
         static encode(message: grpc.StatsContainerResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.StatsContainerResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.StatsContainerResponse & grpc.StatsContainerResponse.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.StatsContainerResponse & grpc.StatsContainerResponse.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.StatsContainerResponse;
         static toObject(message: grpc.StatsContainerResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace StatsContainerResponse {
@@ -4761,14 +4333,10 @@ export namespace grpc {
         static create(properties: grpc.WriteStreamRequest.$Shape): grpc.WriteStreamRequest & grpc.WriteStreamRequest.$Shape;
         static create(properties?: grpc.WriteStreamRequest.$Properties): grpc.WriteStreamRequest;
         static encode(message: grpc.WriteStreamRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.WriteStreamRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.WriteStreamRequest & grpc.WriteStreamRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.WriteStreamRequest & grpc.WriteStreamRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.WriteStreamRequest;
         static toObject(message: grpc.WriteStreamRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace WriteStreamRequest {
@@ -4791,14 +4359,10 @@ export namespace grpc {
         static create(properties: grpc.WriteStreamResponse.$Shape): grpc.WriteStreamResponse & grpc.WriteStreamResponse.$Shape;
         static create(properties?: grpc.WriteStreamResponse.$Properties): grpc.WriteStreamResponse;
         static encode(message: grpc.WriteStreamResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.WriteStreamResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.WriteStreamResponse & grpc.WriteStreamResponse.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.WriteStreamResponse & grpc.WriteStreamResponse.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.WriteStreamResponse;
         static toObject(message: grpc.WriteStreamResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace WriteStreamResponse {
@@ -4821,14 +4385,10 @@ export namespace grpc {
         static create(properties: grpc.ReadStreamRequest.$Shape): grpc.ReadStreamRequest & grpc.ReadStreamRequest.$Shape;
         static create(properties?: grpc.ReadStreamRequest.$Properties): grpc.ReadStreamRequest;
         static encode(message: grpc.ReadStreamRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.ReadStreamRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.ReadStreamRequest & grpc.ReadStreamRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.ReadStreamRequest & grpc.ReadStreamRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.ReadStreamRequest;
         static toObject(message: grpc.ReadStreamRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace ReadStreamRequest {
@@ -4851,14 +4411,10 @@ export namespace grpc {
         static create(properties: grpc.ReadStreamResponse.$Shape): grpc.ReadStreamResponse & grpc.ReadStreamResponse.$Shape;
         static create(properties?: grpc.ReadStreamResponse.$Properties): grpc.ReadStreamResponse;
         static encode(message: grpc.ReadStreamResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.ReadStreamResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.ReadStreamResponse & grpc.ReadStreamResponse.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.ReadStreamResponse & grpc.ReadStreamResponse.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.ReadStreamResponse;
         static toObject(message: grpc.ReadStreamResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace ReadStreamResponse {
@@ -4880,14 +4436,10 @@ export namespace grpc {
         static create(properties: grpc.CloseStdinRequest.$Shape): grpc.CloseStdinRequest & grpc.CloseStdinRequest.$Shape;
         static create(properties?: grpc.CloseStdinRequest.$Properties): grpc.CloseStdinRequest;
         static encode(message: grpc.CloseStdinRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.CloseStdinRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.CloseStdinRequest & grpc.CloseStdinRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.CloseStdinRequest & grpc.CloseStdinRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.CloseStdinRequest;
         static toObject(message: grpc.CloseStdinRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace CloseStdinRequest {
@@ -4912,14 +4464,10 @@ export namespace grpc {
         static create(properties: grpc.TtyWinResizeRequest.$Shape): grpc.TtyWinResizeRequest & grpc.TtyWinResizeRequest.$Shape;
         static create(properties?: grpc.TtyWinResizeRequest.$Properties): grpc.TtyWinResizeRequest;
         static encode(message: grpc.TtyWinResizeRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.TtyWinResizeRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.TtyWinResizeRequest & grpc.TtyWinResizeRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.TtyWinResizeRequest & grpc.TtyWinResizeRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.TtyWinResizeRequest;
         static toObject(message: grpc.TtyWinResizeRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace TtyWinResizeRequest {
@@ -4944,14 +4492,10 @@ export namespace grpc {
         static create(properties: grpc.KernelModule.$Shape): grpc.KernelModule & grpc.KernelModule.$Shape;
         static create(properties?: grpc.KernelModule.$Properties): grpc.KernelModule;
         static encode(message: grpc.KernelModule.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.KernelModule.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.KernelModule & grpc.KernelModule.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.KernelModule & grpc.KernelModule.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.KernelModule;
         static toObject(message: grpc.KernelModule, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace KernelModule {
@@ -4980,14 +4524,10 @@ export namespace grpc {
         static create(properties: grpc.CreateSandboxRequest.$Shape): grpc.CreateSandboxRequest & grpc.CreateSandboxRequest.$Shape;
         static create(properties?: grpc.CreateSandboxRequest.$Properties): grpc.CreateSandboxRequest;
         static encode(message: grpc.CreateSandboxRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.CreateSandboxRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.CreateSandboxRequest & grpc.CreateSandboxRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.CreateSandboxRequest & grpc.CreateSandboxRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.CreateSandboxRequest;
         static toObject(message: grpc.CreateSandboxRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace CreateSandboxRequest {
@@ -5014,14 +4554,10 @@ export namespace grpc {
         static create(properties: grpc.DestroySandboxRequest.$Shape): grpc.DestroySandboxRequest & grpc.DestroySandboxRequest.$Shape;
         static create(properties?: grpc.DestroySandboxRequest.$Properties): grpc.DestroySandboxRequest;
         static encode(message: grpc.DestroySandboxRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.DestroySandboxRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.DestroySandboxRequest & grpc.DestroySandboxRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.DestroySandboxRequest & grpc.DestroySandboxRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.DestroySandboxRequest;
         static toObject(message: grpc.DestroySandboxRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace DestroySandboxRequest {
@@ -5040,14 +4576,10 @@ export namespace grpc {
         static create(properties: grpc.RemoveStaleVirtiofsShareMountsRequest.$Shape): grpc.RemoveStaleVirtiofsShareMountsRequest & grpc.RemoveStaleVirtiofsShareMountsRequest.$Shape;
         static create(properties?: grpc.RemoveStaleVirtiofsShareMountsRequest.$Properties): grpc.RemoveStaleVirtiofsShareMountsRequest;
         static encode(message: grpc.RemoveStaleVirtiofsShareMountsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.RemoveStaleVirtiofsShareMountsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.RemoveStaleVirtiofsShareMountsRequest & grpc.RemoveStaleVirtiofsShareMountsRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.RemoveStaleVirtiofsShareMountsRequest & grpc.RemoveStaleVirtiofsShareMountsRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.RemoveStaleVirtiofsShareMountsRequest;
         static toObject(message: grpc.RemoveStaleVirtiofsShareMountsRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace RemoveStaleVirtiofsShareMountsRequest {
@@ -5067,14 +4599,10 @@ export namespace grpc {
         static create(properties: grpc.Interfaces.$Shape): grpc.Interfaces & grpc.Interfaces.$Shape;
         static create(properties?: grpc.Interfaces.$Properties): grpc.Interfaces;
         static encode(message: grpc.Interfaces.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Interfaces.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Interfaces & grpc.Interfaces.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Interfaces & grpc.Interfaces.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Interfaces;
         static toObject(message: grpc.Interfaces, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Interfaces {
@@ -5095,14 +4623,10 @@ export namespace grpc {
         static create(properties: grpc.Routes.$Shape): grpc.Routes & grpc.Routes.$Shape;
         static create(properties?: grpc.Routes.$Properties): grpc.Routes;
         static encode(message: grpc.Routes.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Routes.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Routes & grpc.Routes.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Routes & grpc.Routes.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Routes;
         static toObject(message: grpc.Routes, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Routes {
@@ -5123,14 +4647,10 @@ export namespace grpc {
         static create(properties: grpc.UpdateInterfaceRequest.$Shape): grpc.UpdateInterfaceRequest & grpc.UpdateInterfaceRequest.$Shape;
         static create(properties?: grpc.UpdateInterfaceRequest.$Properties): grpc.UpdateInterfaceRequest;
         static encode(message: grpc.UpdateInterfaceRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.UpdateInterfaceRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.UpdateInterfaceRequest & grpc.UpdateInterfaceRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.UpdateInterfaceRequest & grpc.UpdateInterfaceRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.UpdateInterfaceRequest;
         static toObject(message: grpc.UpdateInterfaceRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace UpdateInterfaceRequest {
@@ -5151,14 +4671,10 @@ export namespace grpc {
         static create(properties: grpc.UpdateRoutesRequest.$Shape): grpc.UpdateRoutesRequest & grpc.UpdateRoutesRequest.$Shape;
         static create(properties?: grpc.UpdateRoutesRequest.$Properties): grpc.UpdateRoutesRequest;
         static encode(message: grpc.UpdateRoutesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.UpdateRoutesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.UpdateRoutesRequest & grpc.UpdateRoutesRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.UpdateRoutesRequest & grpc.UpdateRoutesRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.UpdateRoutesRequest;
         static toObject(message: grpc.UpdateRoutesRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace UpdateRoutesRequest {
@@ -5178,14 +4694,10 @@ export namespace grpc {
         static create(properties: grpc.ListInterfacesRequest.$Shape): grpc.ListInterfacesRequest & grpc.ListInterfacesRequest.$Shape;
         static create(properties?: grpc.ListInterfacesRequest.$Properties): grpc.ListInterfacesRequest;
         static encode(message: grpc.ListInterfacesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.ListInterfacesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.ListInterfacesRequest & grpc.ListInterfacesRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.ListInterfacesRequest & grpc.ListInterfacesRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.ListInterfacesRequest;
         static toObject(message: grpc.ListInterfacesRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace ListInterfacesRequest {
@@ -5204,14 +4716,10 @@ export namespace grpc {
         static create(properties: grpc.ListRoutesRequest.$Shape): grpc.ListRoutesRequest & grpc.ListRoutesRequest.$Shape;
         static create(properties?: grpc.ListRoutesRequest.$Properties): grpc.ListRoutesRequest;
         static encode(message: grpc.ListRoutesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.ListRoutesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.ListRoutesRequest & grpc.ListRoutesRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.ListRoutesRequest & grpc.ListRoutesRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.ListRoutesRequest;
         static toObject(message: grpc.ListRoutesRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace ListRoutesRequest {
@@ -5231,14 +4739,10 @@ export namespace grpc {
         static create(properties: grpc.ARPNeighbors.$Shape): grpc.ARPNeighbors & grpc.ARPNeighbors.$Shape;
         static create(properties?: grpc.ARPNeighbors.$Properties): grpc.ARPNeighbors;
         static encode(message: grpc.ARPNeighbors.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.ARPNeighbors.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.ARPNeighbors & grpc.ARPNeighbors.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.ARPNeighbors & grpc.ARPNeighbors.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.ARPNeighbors;
         static toObject(message: grpc.ARPNeighbors, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace ARPNeighbors {
@@ -5259,14 +4763,10 @@ export namespace grpc {
         static create(properties: grpc.AddARPNeighborsRequest.$Shape): grpc.AddARPNeighborsRequest & grpc.AddARPNeighborsRequest.$Shape;
         static create(properties?: grpc.AddARPNeighborsRequest.$Properties): grpc.AddARPNeighborsRequest;
         static encode(message: grpc.AddARPNeighborsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.AddARPNeighborsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.AddARPNeighborsRequest & grpc.AddARPNeighborsRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.AddARPNeighborsRequest & grpc.AddARPNeighborsRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.AddARPNeighborsRequest;
         static toObject(message: grpc.AddARPNeighborsRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace AddARPNeighborsRequest {
@@ -5287,14 +4787,10 @@ export namespace grpc {
         static create(properties: grpc.GetIPTablesRequest.$Shape): grpc.GetIPTablesRequest & grpc.GetIPTablesRequest.$Shape;
         static create(properties?: grpc.GetIPTablesRequest.$Properties): grpc.GetIPTablesRequest;
         static encode(message: grpc.GetIPTablesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.GetIPTablesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.GetIPTablesRequest & grpc.GetIPTablesRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.GetIPTablesRequest & grpc.GetIPTablesRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.GetIPTablesRequest;
         static toObject(message: grpc.GetIPTablesRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace GetIPTablesRequest {
@@ -5315,14 +4811,10 @@ export namespace grpc {
         static create(properties: grpc.GetIPTablesResponse.$Shape): grpc.GetIPTablesResponse & grpc.GetIPTablesResponse.$Shape;
         static create(properties?: grpc.GetIPTablesResponse.$Properties): grpc.GetIPTablesResponse;
         static encode(message: grpc.GetIPTablesResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.GetIPTablesResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.GetIPTablesResponse & grpc.GetIPTablesResponse.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.GetIPTablesResponse & grpc.GetIPTablesResponse.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.GetIPTablesResponse;
         static toObject(message: grpc.GetIPTablesResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace GetIPTablesResponse {
@@ -5344,14 +4836,10 @@ export namespace grpc {
         static create(properties: grpc.SetIPTablesRequest.$Shape): grpc.SetIPTablesRequest & grpc.SetIPTablesRequest.$Shape;
         static create(properties?: grpc.SetIPTablesRequest.$Properties): grpc.SetIPTablesRequest;
         static encode(message: grpc.SetIPTablesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.SetIPTablesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.SetIPTablesRequest & grpc.SetIPTablesRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.SetIPTablesRequest & grpc.SetIPTablesRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.SetIPTablesRequest;
         static toObject(message: grpc.SetIPTablesRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace SetIPTablesRequest {
@@ -5373,14 +4861,10 @@ export namespace grpc {
         static create(properties: grpc.SetIPTablesResponse.$Shape): grpc.SetIPTablesResponse & grpc.SetIPTablesResponse.$Shape;
         static create(properties?: grpc.SetIPTablesResponse.$Properties): grpc.SetIPTablesResponse;
         static encode(message: grpc.SetIPTablesResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.SetIPTablesResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.SetIPTablesResponse & grpc.SetIPTablesResponse.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.SetIPTablesResponse & grpc.SetIPTablesResponse.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.SetIPTablesResponse;
         static toObject(message: grpc.SetIPTablesResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace SetIPTablesResponse {
@@ -5400,14 +4884,10 @@ export namespace grpc {
         static create(properties: grpc.GetMetricsRequest.$Shape): grpc.GetMetricsRequest & grpc.GetMetricsRequest.$Shape;
         static create(properties?: grpc.GetMetricsRequest.$Properties): grpc.GetMetricsRequest;
         static encode(message: grpc.GetMetricsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.GetMetricsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.GetMetricsRequest & grpc.GetMetricsRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.GetMetricsRequest & grpc.GetMetricsRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.GetMetricsRequest;
         static toObject(message: grpc.GetMetricsRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace GetMetricsRequest {
@@ -5427,14 +4907,10 @@ export namespace grpc {
         static create(properties: grpc.Metrics.$Shape): grpc.Metrics & grpc.Metrics.$Shape;
         static create(properties?: grpc.Metrics.$Properties): grpc.Metrics;
         static encode(message: grpc.Metrics.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Metrics.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Metrics & grpc.Metrics.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Metrics & grpc.Metrics.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Metrics;
         static toObject(message: grpc.Metrics, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Metrics {
@@ -5461,14 +4937,10 @@ export namespace grpc {
         static create(properties: grpc.MemAgentMemcgConfig.$Shape): grpc.MemAgentMemcgConfig & grpc.MemAgentMemcgConfig.$Shape;
         static create(properties?: grpc.MemAgentMemcgConfig.$Properties): grpc.MemAgentMemcgConfig;
         static encode(message: grpc.MemAgentMemcgConfig.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.MemAgentMemcgConfig.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.MemAgentMemcgConfig & grpc.MemAgentMemcgConfig.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.MemAgentMemcgConfig & grpc.MemAgentMemcgConfig.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.MemAgentMemcgConfig;
         static toObject(message: grpc.MemAgentMemcgConfig, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace MemAgentMemcgConfig {
@@ -5502,14 +4974,10 @@ export namespace grpc {
         static create(properties: grpc.MemAgentCompactConfig.$Shape): grpc.MemAgentCompactConfig & grpc.MemAgentCompactConfig.$Shape;
         static create(properties?: grpc.MemAgentCompactConfig.$Properties): grpc.MemAgentCompactConfig;
         static encode(message: grpc.MemAgentCompactConfig.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.MemAgentCompactConfig.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.MemAgentCompactConfig & grpc.MemAgentCompactConfig.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.MemAgentCompactConfig & grpc.MemAgentCompactConfig.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.MemAgentCompactConfig;
         static toObject(message: grpc.MemAgentCompactConfig, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace MemAgentCompactConfig {
@@ -5539,14 +5007,10 @@ export namespace grpc {
         static create(properties: grpc.OnlineCPUMemRequest.$Shape): grpc.OnlineCPUMemRequest & grpc.OnlineCPUMemRequest.$Shape;
         static create(properties?: grpc.OnlineCPUMemRequest.$Properties): grpc.OnlineCPUMemRequest;
         static encode(message: grpc.OnlineCPUMemRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.OnlineCPUMemRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.OnlineCPUMemRequest & grpc.OnlineCPUMemRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.OnlineCPUMemRequest & grpc.OnlineCPUMemRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.OnlineCPUMemRequest;
         static toObject(message: grpc.OnlineCPUMemRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace OnlineCPUMemRequest {
@@ -5569,14 +5033,10 @@ export namespace grpc {
         static create(properties: grpc.ReseedRandomDevRequest.$Shape): grpc.ReseedRandomDevRequest & grpc.ReseedRandomDevRequest.$Shape;
         static create(properties?: grpc.ReseedRandomDevRequest.$Properties): grpc.ReseedRandomDevRequest;
         static encode(message: grpc.ReseedRandomDevRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.ReseedRandomDevRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.ReseedRandomDevRequest & grpc.ReseedRandomDevRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.ReseedRandomDevRequest & grpc.ReseedRandomDevRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.ReseedRandomDevRequest;
         static toObject(message: grpc.ReseedRandomDevRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace ReseedRandomDevRequest {
@@ -5602,14 +5062,10 @@ export namespace grpc {
         static create(properties: grpc.AgentDetails.$Shape): grpc.AgentDetails & grpc.AgentDetails.$Shape;
         static create(properties?: grpc.AgentDetails.$Properties): grpc.AgentDetails;
         static encode(message: grpc.AgentDetails.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.AgentDetails.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.AgentDetails & grpc.AgentDetails.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.AgentDetails & grpc.AgentDetails.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.AgentDetails;
         static toObject(message: grpc.AgentDetails, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace AgentDetails {
@@ -5636,14 +5092,10 @@ export namespace grpc {
         static create(properties: grpc.GuestDetailsRequest.$Shape): grpc.GuestDetailsRequest & grpc.GuestDetailsRequest.$Shape;
         static create(properties?: grpc.GuestDetailsRequest.$Properties): grpc.GuestDetailsRequest;
         static encode(message: grpc.GuestDetailsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.GuestDetailsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.GuestDetailsRequest & grpc.GuestDetailsRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.GuestDetailsRequest & grpc.GuestDetailsRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.GuestDetailsRequest;
         static toObject(message: grpc.GuestDetailsRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace GuestDetailsRequest {
@@ -5667,14 +5119,10 @@ export namespace grpc {
         static create(properties: grpc.GuestDetailsResponse.$Shape): grpc.GuestDetailsResponse & grpc.GuestDetailsResponse.$Shape;
         static create(properties?: grpc.GuestDetailsResponse.$Properties): grpc.GuestDetailsResponse;
         static encode(message: grpc.GuestDetailsResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.GuestDetailsResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.GuestDetailsResponse & grpc.GuestDetailsResponse.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.GuestDetailsResponse & grpc.GuestDetailsResponse.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.GuestDetailsResponse;
         static toObject(message: grpc.GuestDetailsResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace GuestDetailsResponse {
@@ -5697,14 +5145,10 @@ export namespace grpc {
         static create(properties: grpc.MemHotplugByProbeRequest.$Shape): grpc.MemHotplugByProbeRequest & grpc.MemHotplugByProbeRequest.$Shape;
         static create(properties?: grpc.MemHotplugByProbeRequest.$Properties): grpc.MemHotplugByProbeRequest;
         static encode(message: grpc.MemHotplugByProbeRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.MemHotplugByProbeRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.MemHotplugByProbeRequest & grpc.MemHotplugByProbeRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.MemHotplugByProbeRequest & grpc.MemHotplugByProbeRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.MemHotplugByProbeRequest;
         static toObject(message: grpc.MemHotplugByProbeRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace MemHotplugByProbeRequest {
@@ -5726,14 +5170,10 @@ export namespace grpc {
         static create(properties: grpc.SetGuestDateTimeRequest.$Shape): grpc.SetGuestDateTimeRequest & grpc.SetGuestDateTimeRequest.$Shape;
         static create(properties?: grpc.SetGuestDateTimeRequest.$Properties): grpc.SetGuestDateTimeRequest;
         static encode(message: grpc.SetGuestDateTimeRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.SetGuestDateTimeRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.SetGuestDateTimeRequest & grpc.SetGuestDateTimeRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.SetGuestDateTimeRequest & grpc.SetGuestDateTimeRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.SetGuestDateTimeRequest;
         static toObject(message: grpc.SetGuestDateTimeRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace SetGuestDateTimeRequest {
@@ -5756,14 +5196,10 @@ export namespace grpc {
         static create(properties: grpc.FSGroup.$Shape): grpc.FSGroup & grpc.FSGroup.$Shape;
         static create(properties?: grpc.FSGroup.$Properties): grpc.FSGroup;
         static encode(message: grpc.FSGroup.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.FSGroup.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.FSGroup & grpc.FSGroup.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.FSGroup & grpc.FSGroup.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.FSGroup;
         static toObject(message: grpc.FSGroup, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace FSGroup {
@@ -5789,14 +5225,10 @@ export namespace grpc {
         static create(properties: grpc.SharedMount.$Shape): grpc.SharedMount & grpc.SharedMount.$Shape;
         static create(properties?: grpc.SharedMount.$Properties): grpc.SharedMount;
         static encode(message: grpc.SharedMount.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.SharedMount.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.SharedMount & grpc.SharedMount.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.SharedMount & grpc.SharedMount.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.SharedMount;
         static toObject(message: grpc.SharedMount, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace SharedMount {
@@ -5828,14 +5260,10 @@ export namespace grpc {
         static create(properties: grpc.Storage.$Shape): grpc.Storage & grpc.Storage.$Shape;
         static create(properties?: grpc.Storage.$Properties): grpc.Storage;
         static encode(message: grpc.Storage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Storage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Storage & grpc.Storage.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Storage & grpc.Storage.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Storage;
         static toObject(message: grpc.Storage, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Storage {
@@ -5867,14 +5295,10 @@ export namespace grpc {
         static create(properties: grpc.Device.$Shape): grpc.Device & grpc.Device.$Shape;
         static create(properties?: grpc.Device.$Properties): grpc.Device;
         static encode(message: grpc.Device.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Device.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Device & grpc.Device.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Device & grpc.Device.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Device;
         static toObject(message: grpc.Device, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Device {
@@ -5901,14 +5325,10 @@ export namespace grpc {
         static create(properties: grpc.StringUser.$Shape): grpc.StringUser & grpc.StringUser.$Shape;
         static create(properties?: grpc.StringUser.$Properties): grpc.StringUser;
         static encode(message: grpc.StringUser.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.StringUser.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.StringUser & grpc.StringUser.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.StringUser & grpc.StringUser.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.StringUser;
         static toObject(message: grpc.StringUser, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace StringUser {
@@ -5938,14 +5358,10 @@ export namespace grpc {
         static create(properties: grpc.CopyFileRequest.$Shape): grpc.CopyFileRequest & grpc.CopyFileRequest.$Shape;
         static create(properties?: grpc.CopyFileRequest.$Properties): grpc.CopyFileRequest;
         static encode(message: grpc.CopyFileRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.CopyFileRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.CopyFileRequest & grpc.CopyFileRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.CopyFileRequest & grpc.CopyFileRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.CopyFileRequest;
         static toObject(message: grpc.CopyFileRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace CopyFileRequest {
@@ -5972,14 +5388,10 @@ export namespace grpc {
         static create(properties: grpc.GetOOMEventRequest.$Shape): grpc.GetOOMEventRequest & grpc.GetOOMEventRequest.$Shape;
         static create(properties?: grpc.GetOOMEventRequest.$Properties): grpc.GetOOMEventRequest;
         static encode(message: grpc.GetOOMEventRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.GetOOMEventRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.GetOOMEventRequest & grpc.GetOOMEventRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.GetOOMEventRequest & grpc.GetOOMEventRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.GetOOMEventRequest;
         static toObject(message: grpc.GetOOMEventRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace GetOOMEventRequest {
@@ -5999,14 +5411,10 @@ export namespace grpc {
         static create(properties: grpc.OOMEvent.$Shape): grpc.OOMEvent & grpc.OOMEvent.$Shape;
         static create(properties?: grpc.OOMEvent.$Properties): grpc.OOMEvent;
         static encode(message: grpc.OOMEvent.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.OOMEvent.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.OOMEvent & grpc.OOMEvent.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.OOMEvent & grpc.OOMEvent.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.OOMEvent;
         static toObject(message: grpc.OOMEvent, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace OOMEvent {
@@ -6027,14 +5435,10 @@ export namespace grpc {
         static create(properties: grpc.AddSwapRequest.$Shape): grpc.AddSwapRequest & grpc.AddSwapRequest.$Shape;
         static create(properties?: grpc.AddSwapRequest.$Properties): grpc.AddSwapRequest;
         static encode(message: grpc.AddSwapRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.AddSwapRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.AddSwapRequest & grpc.AddSwapRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.AddSwapRequest & grpc.AddSwapRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.AddSwapRequest;
         static toObject(message: grpc.AddSwapRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace AddSwapRequest {
@@ -6055,14 +5459,10 @@ export namespace grpc {
         static create(properties: grpc.AddSwapPathRequest.$Shape): grpc.AddSwapPathRequest & grpc.AddSwapPathRequest.$Shape;
         static create(properties?: grpc.AddSwapPathRequest.$Properties): grpc.AddSwapPathRequest;
         static encode(message: grpc.AddSwapPathRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.AddSwapPathRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.AddSwapPathRequest & grpc.AddSwapPathRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.AddSwapPathRequest & grpc.AddSwapPathRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.AddSwapPathRequest;
         static toObject(message: grpc.AddSwapPathRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace AddSwapPathRequest {
@@ -6083,14 +5483,10 @@ export namespace grpc {
         static create(properties: grpc.VolumeStatsRequest.$Shape): grpc.VolumeStatsRequest & grpc.VolumeStatsRequest.$Shape;
         static create(properties?: grpc.VolumeStatsRequest.$Properties): grpc.VolumeStatsRequest;
         static encode(message: grpc.VolumeStatsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.VolumeStatsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.VolumeStatsRequest & grpc.VolumeStatsRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.VolumeStatsRequest & grpc.VolumeStatsRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.VolumeStatsRequest;
         static toObject(message: grpc.VolumeStatsRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace VolumeStatsRequest {
@@ -6112,14 +5508,10 @@ export namespace grpc {
         static create(properties: grpc.VolumeStatsResponse.$Shape): grpc.VolumeStatsResponse & grpc.VolumeStatsResponse.$Shape;
         static create(properties?: grpc.VolumeStatsResponse.$Properties): grpc.VolumeStatsResponse;
         static encode(message: grpc.VolumeStatsResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.VolumeStatsResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.VolumeStatsResponse & grpc.VolumeStatsResponse.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.VolumeStatsResponse & grpc.VolumeStatsResponse.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.VolumeStatsResponse;
         static toObject(message: grpc.VolumeStatsResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace VolumeStatsResponse {
@@ -6144,14 +5536,10 @@ export namespace grpc {
         static create(properties: grpc.VolumeUsage.$Shape): grpc.VolumeUsage & grpc.VolumeUsage.$Shape;
         static create(properties?: grpc.VolumeUsage.$Properties): grpc.VolumeUsage;
         static encode(message: grpc.VolumeUsage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.VolumeUsage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.VolumeUsage & grpc.VolumeUsage.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.VolumeUsage & grpc.VolumeUsage.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.VolumeUsage;
         static toObject(message: grpc.VolumeUsage, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace VolumeUsage {
@@ -6182,14 +5570,10 @@ export namespace grpc {
         static create(properties: grpc.VolumeCondition.$Shape): grpc.VolumeCondition & grpc.VolumeCondition.$Shape;
         static create(properties?: grpc.VolumeCondition.$Properties): grpc.VolumeCondition;
         static encode(message: grpc.VolumeCondition.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.VolumeCondition.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.VolumeCondition & grpc.VolumeCondition.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.VolumeCondition & grpc.VolumeCondition.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.VolumeCondition;
         static toObject(message: grpc.VolumeCondition, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace VolumeCondition {
@@ -6212,14 +5596,10 @@ export namespace grpc {
         static create(properties: grpc.ResizeVolumeRequest.$Shape): grpc.ResizeVolumeRequest & grpc.ResizeVolumeRequest.$Shape;
         static create(properties?: grpc.ResizeVolumeRequest.$Properties): grpc.ResizeVolumeRequest;
         static encode(message: grpc.ResizeVolumeRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.ResizeVolumeRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.ResizeVolumeRequest & grpc.ResizeVolumeRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.ResizeVolumeRequest & grpc.ResizeVolumeRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.ResizeVolumeRequest;
         static toObject(message: grpc.ResizeVolumeRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace ResizeVolumeRequest {
@@ -6241,14 +5621,10 @@ export namespace grpc {
         static create(properties: grpc.SetPolicyRequest.$Shape): grpc.SetPolicyRequest & grpc.SetPolicyRequest.$Shape;
         static create(properties?: grpc.SetPolicyRequest.$Properties): grpc.SetPolicyRequest;
         static encode(message: grpc.SetPolicyRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.SetPolicyRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.SetPolicyRequest & grpc.SetPolicyRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.SetPolicyRequest & grpc.SetPolicyRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.SetPolicyRequest;
         static toObject(message: grpc.SetPolicyRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace SetPolicyRequest {
@@ -6278,14 +5654,10 @@ export namespace grpc {
         static create(properties: grpc.Spec.$Shape): grpc.Spec & grpc.Spec.$Shape;
         static create(properties?: grpc.Spec.$Properties): grpc.Spec;
         static encode(message: grpc.Spec.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Spec.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Spec & grpc.Spec.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Spec & grpc.Spec.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Spec;
         static toObject(message: grpc.Spec, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Spec {
@@ -6338,14 +5710,10 @@ export namespace grpc {
         static create(properties: grpc.Process.$Shape): grpc.Process & grpc.Process.$Shape;
         static create(properties?: grpc.Process.$Properties): grpc.Process;
         static encode(message: grpc.Process.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Process.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Process & grpc.Process.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Process & grpc.Process.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Process;
         static toObject(message: grpc.Process, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Process {
@@ -6378,14 +5746,10 @@ export namespace grpc {
         static create(properties: grpc.Box.$Shape): grpc.Box & grpc.Box.$Shape;
         static create(properties?: grpc.Box.$Properties): grpc.Box;
         static encode(message: grpc.Box.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Box.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Box & grpc.Box.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Box & grpc.Box.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Box;
         static toObject(message: grpc.Box, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Box {
@@ -6410,14 +5774,10 @@ export namespace grpc {
         static create(properties: grpc.User.$Shape): grpc.User & grpc.User.$Shape;
         static create(properties?: grpc.User.$Properties): grpc.User;
         static encode(message: grpc.User.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.User.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.User & grpc.User.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.User & grpc.User.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.User;
         static toObject(message: grpc.User, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace User {
@@ -6445,14 +5805,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxCapabilities.$Shape): grpc.LinuxCapabilities & grpc.LinuxCapabilities.$Shape;
         static create(properties?: grpc.LinuxCapabilities.$Properties): grpc.LinuxCapabilities;
         static encode(message: grpc.LinuxCapabilities.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxCapabilities.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxCapabilities & grpc.LinuxCapabilities.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxCapabilities & grpc.LinuxCapabilities.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxCapabilities;
         static toObject(message: grpc.LinuxCapabilities, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxCapabilities {
@@ -6479,14 +5835,10 @@ export namespace grpc {
         static create(properties: grpc.POSIXRlimit.$Shape): grpc.POSIXRlimit & grpc.POSIXRlimit.$Shape;
         static create(properties?: grpc.POSIXRlimit.$Properties): grpc.POSIXRlimit;
         static encode(message: grpc.POSIXRlimit.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.POSIXRlimit.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.POSIXRlimit & grpc.POSIXRlimit.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.POSIXRlimit & grpc.POSIXRlimit.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.POSIXRlimit;
         static toObject(message: grpc.POSIXRlimit, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace POSIXRlimit {
@@ -6512,14 +5864,10 @@ export namespace grpc {
         static create(properties: grpc.Mount.$Shape): grpc.Mount & grpc.Mount.$Shape;
         static create(properties?: grpc.Mount.$Properties): grpc.Mount;
         static encode(message: grpc.Mount.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Mount.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Mount & grpc.Mount.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Mount & grpc.Mount.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Mount;
         static toObject(message: grpc.Mount, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Mount {
@@ -6544,14 +5892,10 @@ export namespace grpc {
         static create(properties: grpc.Root.$Shape): grpc.Root & grpc.Root.$Shape;
         static create(properties?: grpc.Root.$Properties): grpc.Root;
         static encode(message: grpc.Root.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Root.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Root & grpc.Root.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Root & grpc.Root.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Root;
         static toObject(message: grpc.Root, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Root {
@@ -6578,14 +5922,10 @@ export namespace grpc {
         static create(properties: grpc.Hooks.$Shape): grpc.Hooks & grpc.Hooks.$Shape;
         static create(properties?: grpc.Hooks.$Properties): grpc.Hooks;
         static encode(message: grpc.Hooks.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Hooks.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Hooks & grpc.Hooks.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Hooks & grpc.Hooks.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Hooks;
         static toObject(message: grpc.Hooks, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Hooks {
@@ -6614,14 +5954,10 @@ export namespace grpc {
         static create(properties: grpc.Hook.$Shape): grpc.Hook & grpc.Hook.$Shape;
         static create(properties?: grpc.Hook.$Properties): grpc.Hook;
         static encode(message: grpc.Hook.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Hook.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Hook & grpc.Hook.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Hook & grpc.Hook.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Hook;
         static toObject(message: grpc.Hook, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Hook {
@@ -6657,14 +5993,10 @@ export namespace grpc {
         static create(properties: grpc.Linux.$Shape): grpc.Linux & grpc.Linux.$Shape;
         static create(properties?: grpc.Linux.$Properties): grpc.Linux;
         static encode(message: grpc.Linux.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Linux.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Linux & grpc.Linux.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Linux & grpc.Linux.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Linux;
         static toObject(message: grpc.Linux, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Linux {
@@ -6712,14 +6044,10 @@ export namespace grpc {
         static create(properties: grpc.Windows.$Shape): grpc.Windows & grpc.Windows.$Shape;
         static create(properties?: grpc.Windows.$Properties): grpc.Windows;
         static encode(message: grpc.Windows.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Windows.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Windows & grpc.Windows.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Windows & grpc.Windows.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Windows;
         static toObject(message: grpc.Windows, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Windows {
@@ -6740,14 +6068,10 @@ export namespace grpc {
         static create(properties: grpc.Solaris.$Shape): grpc.Solaris & grpc.Solaris.$Shape;
         static create(properties?: grpc.Solaris.$Properties): grpc.Solaris;
         static encode(message: grpc.Solaris.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.Solaris.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.Solaris & grpc.Solaris.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.Solaris & grpc.Solaris.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.Solaris;
         static toObject(message: grpc.Solaris, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Solaris {
@@ -6770,14 +6094,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxIDMapping.$Shape): grpc.LinuxIDMapping & grpc.LinuxIDMapping.$Shape;
         static create(properties?: grpc.LinuxIDMapping.$Properties): grpc.LinuxIDMapping;
         static encode(message: grpc.LinuxIDMapping.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxIDMapping.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxIDMapping & grpc.LinuxIDMapping.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxIDMapping & grpc.LinuxIDMapping.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxIDMapping;
         static toObject(message: grpc.LinuxIDMapping, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxIDMapping {
@@ -6801,14 +6121,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxNamespace.$Shape): grpc.LinuxNamespace & grpc.LinuxNamespace.$Shape;
         static create(properties?: grpc.LinuxNamespace.$Properties): grpc.LinuxNamespace;
         static encode(message: grpc.LinuxNamespace.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxNamespace.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxNamespace & grpc.LinuxNamespace.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxNamespace & grpc.LinuxNamespace.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxNamespace;
         static toObject(message: grpc.LinuxNamespace, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxNamespace {
@@ -6836,14 +6152,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxDevice.$Shape): grpc.LinuxDevice & grpc.LinuxDevice.$Shape;
         static create(properties?: grpc.LinuxDevice.$Properties): grpc.LinuxDevice;
         static encode(message: grpc.LinuxDevice.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxDevice.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxDevice & grpc.LinuxDevice.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxDevice & grpc.LinuxDevice.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxDevice;
         static toObject(message: grpc.LinuxDevice, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxDevice {
@@ -6876,14 +6188,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxResources.$Shape): grpc.LinuxResources & grpc.LinuxResources.$Shape;
         static create(properties?: grpc.LinuxResources.$Properties): grpc.LinuxResources;
         static encode(message: grpc.LinuxResources.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxResources.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxResources & grpc.LinuxResources.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxResources & grpc.LinuxResources.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxResources;
         static toObject(message: grpc.LinuxResources, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxResources {
@@ -6916,14 +6224,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxMemory.$Shape): grpc.LinuxMemory & grpc.LinuxMemory.$Shape;
         static create(properties?: grpc.LinuxMemory.$Properties): grpc.LinuxMemory;
         static encode(message: grpc.LinuxMemory.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxMemory.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxMemory & grpc.LinuxMemory.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxMemory & grpc.LinuxMemory.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxMemory;
         static toObject(message: grpc.LinuxMemory, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxMemory {
@@ -6956,14 +6260,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxCPU.$Shape): grpc.LinuxCPU & grpc.LinuxCPU.$Shape;
         static create(properties?: grpc.LinuxCPU.$Properties): grpc.LinuxCPU;
         static encode(message: grpc.LinuxCPU.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxCPU.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxCPU & grpc.LinuxCPU.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxCPU & grpc.LinuxCPU.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxCPU;
         static toObject(message: grpc.LinuxCPU, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxCPU {
@@ -6993,14 +6293,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxWeightDevice.$Shape): grpc.LinuxWeightDevice & grpc.LinuxWeightDevice.$Shape;
         static create(properties?: grpc.LinuxWeightDevice.$Properties): grpc.LinuxWeightDevice;
         static encode(message: grpc.LinuxWeightDevice.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxWeightDevice.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxWeightDevice & grpc.LinuxWeightDevice.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxWeightDevice & grpc.LinuxWeightDevice.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxWeightDevice;
         static toObject(message: grpc.LinuxWeightDevice, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxWeightDevice {
@@ -7026,14 +6322,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxThrottleDevice.$Shape): grpc.LinuxThrottleDevice & grpc.LinuxThrottleDevice.$Shape;
         static create(properties?: grpc.LinuxThrottleDevice.$Properties): grpc.LinuxThrottleDevice;
         static encode(message: grpc.LinuxThrottleDevice.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxThrottleDevice.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxThrottleDevice & grpc.LinuxThrottleDevice.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxThrottleDevice & grpc.LinuxThrottleDevice.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxThrottleDevice;
         static toObject(message: grpc.LinuxThrottleDevice, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxThrottleDevice {
@@ -7062,14 +6354,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxBlockIO.$Shape): grpc.LinuxBlockIO & grpc.LinuxBlockIO.$Shape;
         static create(properties?: grpc.LinuxBlockIO.$Properties): grpc.LinuxBlockIO;
         static encode(message: grpc.LinuxBlockIO.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxBlockIO.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxBlockIO & grpc.LinuxBlockIO.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxBlockIO & grpc.LinuxBlockIO.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxBlockIO;
         static toObject(message: grpc.LinuxBlockIO, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxBlockIO {
@@ -7096,14 +6384,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxPids.$Shape): grpc.LinuxPids & grpc.LinuxPids.$Shape;
         static create(properties?: grpc.LinuxPids.$Properties): grpc.LinuxPids;
         static encode(message: grpc.LinuxPids.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxPids.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxPids & grpc.LinuxPids.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxPids & grpc.LinuxPids.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxPids;
         static toObject(message: grpc.LinuxPids, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxPids {
@@ -7128,14 +6412,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxDeviceCgroup.$Shape): grpc.LinuxDeviceCgroup & grpc.LinuxDeviceCgroup.$Shape;
         static create(properties?: grpc.LinuxDeviceCgroup.$Properties): grpc.LinuxDeviceCgroup;
         static encode(message: grpc.LinuxDeviceCgroup.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxDeviceCgroup.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxDeviceCgroup & grpc.LinuxDeviceCgroup.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxDeviceCgroup & grpc.LinuxDeviceCgroup.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxDeviceCgroup;
         static toObject(message: grpc.LinuxDeviceCgroup, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxDeviceCgroup {
@@ -7161,14 +6441,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxNetwork.$Shape): grpc.LinuxNetwork & grpc.LinuxNetwork.$Shape;
         static create(properties?: grpc.LinuxNetwork.$Properties): grpc.LinuxNetwork;
         static encode(message: grpc.LinuxNetwork.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxNetwork.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxNetwork & grpc.LinuxNetwork.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxNetwork & grpc.LinuxNetwork.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxNetwork;
         static toObject(message: grpc.LinuxNetwork, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxNetwork {
@@ -7191,14 +6467,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxHugepageLimit.$Shape): grpc.LinuxHugepageLimit & grpc.LinuxHugepageLimit.$Shape;
         static create(properties?: grpc.LinuxHugepageLimit.$Properties): grpc.LinuxHugepageLimit;
         static encode(message: grpc.LinuxHugepageLimit.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxHugepageLimit.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxHugepageLimit & grpc.LinuxHugepageLimit.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxHugepageLimit & grpc.LinuxHugepageLimit.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxHugepageLimit;
         static toObject(message: grpc.LinuxHugepageLimit, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxHugepageLimit {
@@ -7221,14 +6493,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxInterfacePriority.$Shape): grpc.LinuxInterfacePriority & grpc.LinuxInterfacePriority.$Shape;
         static create(properties?: grpc.LinuxInterfacePriority.$Properties): grpc.LinuxInterfacePriority;
         static encode(message: grpc.LinuxInterfacePriority.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxInterfacePriority.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxInterfacePriority & grpc.LinuxInterfacePriority.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxInterfacePriority & grpc.LinuxInterfacePriority.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxInterfacePriority;
         static toObject(message: grpc.LinuxInterfacePriority, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxInterfacePriority {
@@ -7253,14 +6521,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxSeccomp.$Shape): grpc.LinuxSeccomp & grpc.LinuxSeccomp.$Shape;
         static create(properties?: grpc.LinuxSeccomp.$Properties): grpc.LinuxSeccomp;
         static encode(message: grpc.LinuxSeccomp.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxSeccomp.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxSeccomp & grpc.LinuxSeccomp.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxSeccomp & grpc.LinuxSeccomp.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxSeccomp;
         static toObject(message: grpc.LinuxSeccomp, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxSeccomp {
@@ -7293,14 +6557,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxSeccompArg.$Shape): grpc.LinuxSeccompArg & grpc.LinuxSeccompArg.$Shape;
         static create(properties?: grpc.LinuxSeccompArg.$Properties): grpc.LinuxSeccompArg;
         static encode(message: grpc.LinuxSeccompArg.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxSeccompArg.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxSeccompArg & grpc.LinuxSeccompArg.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxSeccompArg & grpc.LinuxSeccompArg.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxSeccompArg;
         static toObject(message: grpc.LinuxSeccompArg, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxSeccompArg {
@@ -7328,14 +6588,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxSyscall.$Shape): grpc.LinuxSyscall & grpc.LinuxSyscall.$Shape;
         static create(properties?: grpc.LinuxSyscall.$Properties): grpc.LinuxSyscall;
         static encode(message: grpc.LinuxSyscall.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxSyscall.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxSyscall & grpc.LinuxSyscall.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxSyscall & grpc.LinuxSyscall.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxSyscall;
         static toObject(message: grpc.LinuxSyscall, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxSyscall {
@@ -7368,14 +6624,10 @@ export namespace grpc {
         static create(properties: grpc.LinuxIntelRdt.$Shape): grpc.LinuxIntelRdt & grpc.LinuxIntelRdt.$Shape;
         static create(properties?: grpc.LinuxIntelRdt.$Properties): grpc.LinuxIntelRdt;
         static encode(message: grpc.LinuxIntelRdt.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.LinuxIntelRdt.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.LinuxIntelRdt & grpc.LinuxIntelRdt.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.LinuxIntelRdt & grpc.LinuxIntelRdt.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.LinuxIntelRdt;
         static toObject(message: grpc.LinuxIntelRdt, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace LinuxIntelRdt {
@@ -7396,14 +6648,10 @@ export namespace grpc {
         static create(properties: grpc.CheckRequest.$Shape): grpc.CheckRequest & grpc.CheckRequest.$Shape;
         static create(properties?: grpc.CheckRequest.$Properties): grpc.CheckRequest;
         static encode(message: grpc.CheckRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.CheckRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.CheckRequest & grpc.CheckRequest.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.CheckRequest & grpc.CheckRequest.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.CheckRequest;
         static toObject(message: grpc.CheckRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace CheckRequest {
@@ -7424,14 +6672,10 @@ export namespace grpc {
         static create(properties: grpc.HealthCheckResponse.$Shape): grpc.HealthCheckResponse & grpc.HealthCheckResponse.$Shape;
         static create(properties?: grpc.HealthCheckResponse.$Properties): grpc.HealthCheckResponse;
         static encode(message: grpc.HealthCheckResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.HealthCheckResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.HealthCheckResponse & grpc.HealthCheckResponse.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.HealthCheckResponse & grpc.HealthCheckResponse.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.HealthCheckResponse;
         static toObject(message: grpc.HealthCheckResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace HealthCheckResponse {
@@ -7459,14 +6703,10 @@ export namespace grpc {
         static create(properties: grpc.VersionCheckResponse.$Shape): grpc.VersionCheckResponse & grpc.VersionCheckResponse.$Shape;
         static create(properties?: grpc.VersionCheckResponse.$Properties): grpc.VersionCheckResponse;
         static encode(message: grpc.VersionCheckResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: grpc.VersionCheckResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): grpc.VersionCheckResponse & grpc.VersionCheckResponse.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): grpc.VersionCheckResponse & grpc.VersionCheckResponse.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): grpc.VersionCheckResponse;
         static toObject(message: grpc.VersionCheckResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace VersionCheckResponse {
@@ -7535,14 +6775,10 @@ export namespace types {
         static create(properties: types.IPAddress.$Shape): types.IPAddress & types.IPAddress.$Shape;
         static create(properties?: types.IPAddress.$Properties): types.IPAddress;
         static encode(message: types.IPAddress.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: types.IPAddress.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): types.IPAddress & types.IPAddress.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): types.IPAddress & types.IPAddress.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): types.IPAddress;
         static toObject(message: types.IPAddress, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace IPAddress {
@@ -7572,14 +6808,10 @@ export namespace types {
         static create(properties: types.Interface.$Shape): types.Interface & types.Interface.$Shape;
         static create(properties?: types.Interface.$Properties): types.Interface;
         static encode(message: types.Interface.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: types.Interface.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): types.Interface & types.Interface.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): types.Interface & types.Interface.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): types.Interface;
         static toObject(message: types.Interface, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Interface {
@@ -7614,14 +6846,10 @@ export namespace types {
         static create(properties: types.Route.$Shape): types.Route & types.Route.$Shape;
         static create(properties?: types.Route.$Properties): types.Route;
         static encode(message: types.Route.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: types.Route.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): types.Route & types.Route.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): types.Route & types.Route.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): types.Route;
         static toObject(message: types.Route, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace Route {
@@ -7653,14 +6881,10 @@ export namespace types {
         static create(properties: types.ARPNeighbor.$Shape): types.ARPNeighbor & types.ARPNeighbor.$Shape;
         static create(properties?: types.ARPNeighbor.$Properties): types.ARPNeighbor;
         static encode(message: types.ARPNeighbor.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-        static encodeDelimited(message: types.ARPNeighbor.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
         static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): types.ARPNeighbor & types.ARPNeighbor.$Shape;
-        static decodeDelimited(reader: ($protobuf.Reader|Uint8Array)): types.ARPNeighbor & types.ARPNeighbor.$Shape;
-        static verify(message: { [k: string]: any }): (string|null);
         static fromObject(object: { [k: string]: any }): types.ARPNeighbor;
         static toObject(message: types.ARPNeighbor, options?: $protobuf.IConversionOptions): { [k: string]: any };
         toJSON(): { [k: string]: any };
-        static getTypeUrl(prefix?: string): string;
     }
 
     namespace ARPNeighbor {

@@ -5,7 +5,7 @@ $protobuf.util.Long = undefined;
 $protobuf.configure();
 
 const $Reader = $protobuf.Reader, $Writer = $protobuf.Writer, $util = $protobuf.util;
-const $Object = $util.global.Object, $undefined = $util.global.undefined, $Error = $util.global.Error, $RangeError = $util.global.RangeError, $Array = $util.global.Array, $TypeError = $util.global.TypeError, $Number = $util.global.Number, $parseInt = $util.global.parseInt, $String = $util.global.String, $BigInt = $util.global.BigInt, $Boolean = $util.global.Boolean;
+const $Object = $util.global.Object, $undefined = $util.global.undefined, $Error = $util.global.Error, $RangeError = $util.global.RangeError, $TypeError = $util.global.TypeError, $Array = $util.global.Array, $Number = $util.global.Number, $parseInt = $util.global.parseInt, $String = $util.global.String, $BigInt = $util.global.BigInt, $Boolean = $util.global.Boolean;
 
 const $root = $protobuf.roots["kata-ts"] || ($protobuf.roots["kata-ts"] = {});
 
@@ -81,10 +81,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    Metrics.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     Metrics.decode = function (reader, length, _end, _depth, _target) {
@@ -187,75 +183,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    Metrics.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    Metrics.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.hugetlb != null && $Object.hasOwnProperty.call(message, "hugetlb")) {
-                            if (!$Array.isArray(message.hugetlb))
-                                return "hugetlb: array expected";
-                            for (let i = 0; i < message.hugetlb.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.HugetlbStat.verify(message.hugetlb[i], _depth + 1);
-                                if (error)
-                                    return "hugetlb." + error;
-                            }
-                        }
-                        if (message.pids != null && $Object.hasOwnProperty.call(message, "pids")) {
-                            let error = $root.io.containerd.cgroups.v1.PidsStat.verify(message.pids, _depth + 1);
-                            if (error)
-                                return "pids." + error;
-                        }
-                        if (message.cpu != null && $Object.hasOwnProperty.call(message, "cpu")) {
-                            let error = $root.io.containerd.cgroups.v1.CPUStat.verify(message.cpu, _depth + 1);
-                            if (error)
-                                return "cpu." + error;
-                        }
-                        if (message.memory != null && $Object.hasOwnProperty.call(message, "memory")) {
-                            let error = $root.io.containerd.cgroups.v1.MemoryStat.verify(message.memory, _depth + 1);
-                            if (error)
-                                return "memory." + error;
-                        }
-                        if (message.blkio != null && $Object.hasOwnProperty.call(message, "blkio")) {
-                            let error = $root.io.containerd.cgroups.v1.BlkIOStat.verify(message.blkio, _depth + 1);
-                            if (error)
-                                return "blkio." + error;
-                        }
-                        if (message.rdma != null && $Object.hasOwnProperty.call(message, "rdma")) {
-                            let error = $root.io.containerd.cgroups.v1.RdmaStat.verify(message.rdma, _depth + 1);
-                            if (error)
-                                return "rdma." + error;
-                        }
-                        if (message.network != null && $Object.hasOwnProperty.call(message, "network")) {
-                            if (!$Array.isArray(message.network))
-                                return "network: array expected";
-                            for (let i = 0; i < message.network.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.NetworkStat.verify(message.network[i], _depth + 1);
-                                if (error)
-                                    return "network." + error;
-                            }
-                        }
-                        if (message.cgroupStats != null && $Object.hasOwnProperty.call(message, "cgroupStats")) {
-                            let error = $root.io.containerd.cgroups.v1.CgroupStats.verify(message.cgroupStats, _depth + 1);
-                            if (error)
-                                return "cgroupStats." + error;
-                        }
-                        if (message.memoryOomControl != null && $Object.hasOwnProperty.call(message, "memoryOomControl")) {
-                            let error = $root.io.containerd.cgroups.v1.MemoryOomControl.verify(message.memoryOomControl, _depth + 1);
-                            if (error)
-                                return "memoryOomControl." + error;
-                        }
-                        return null;
                     };
 
                     Metrics.fromObject = function (object, _depth) {
@@ -378,12 +305,6 @@ export const io = $root.io = (() => {
                         return Metrics.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    Metrics.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.Metrics";
-                    };
-
                     return Metrics;
                 })();
 
@@ -424,10 +345,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    HugetlbStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     HugetlbStat.decode = function (reader, length, _end, _depth, _target) {
@@ -508,34 +425,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    HugetlbStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    HugetlbStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.usage != null && $Object.hasOwnProperty.call(message, "usage"))
-                            if (!$util.isInteger(message.usage) && !(message.usage && $util.isInteger(message.usage.low) && $util.isInteger(message.usage.high)))
-                                return "usage: integer|Long expected";
-                        if (message.max != null && $Object.hasOwnProperty.call(message, "max"))
-                            if (!$util.isInteger(message.max) && !(message.max && $util.isInteger(message.max.low) && $util.isInteger(message.max.high)))
-                                return "max: integer|Long expected";
-                        if (message.failcnt != null && $Object.hasOwnProperty.call(message, "failcnt"))
-                            if (!$util.isInteger(message.failcnt) && !(message.failcnt && $util.isInteger(message.failcnt.low) && $util.isInteger(message.failcnt.high)))
-                                return "failcnt: integer|Long expected";
-                        if (message.pagesize != null && $Object.hasOwnProperty.call(message, "pagesize"))
-                            if (!$util.isString(message.pagesize))
-                                return "pagesize: string expected";
-                        return null;
                     };
 
                     HugetlbStat.fromObject = function (object, _depth) {
@@ -640,12 +529,6 @@ export const io = $root.io = (() => {
                         return HugetlbStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    HugetlbStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.HugetlbStat";
-                    };
-
                     return HugetlbStat;
                 })();
 
@@ -680,10 +563,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    PidsStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     PidsStat.decode = function (reader, length, _end, _depth, _target) {
@@ -746,28 +625,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    PidsStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    PidsStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.current != null && $Object.hasOwnProperty.call(message, "current"))
-                            if (!$util.isInteger(message.current) && !(message.current && $util.isInteger(message.current.low) && $util.isInteger(message.current.high)))
-                                return "current: integer|Long expected";
-                        if (message.limit != null && $Object.hasOwnProperty.call(message, "limit"))
-                            if (!$util.isInteger(message.limit) && !(message.limit && $util.isInteger(message.limit.low) && $util.isInteger(message.limit.high)))
-                                return "limit: integer|Long expected";
-                        return null;
                     };
 
                     PidsStat.fromObject = function (object, _depth) {
@@ -844,12 +701,6 @@ export const io = $root.io = (() => {
                         return PidsStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    PidsStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.PidsStat";
-                    };
-
                     return PidsStat;
                 })();
 
@@ -884,10 +735,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    CPUStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     CPUStat.decode = function (reader, length, _end, _depth, _target) {
@@ -946,32 +793,6 @@ export const io = $root.io = (() => {
                         return message;
                     };
 
-                    CPUStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    CPUStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.usage != null && $Object.hasOwnProperty.call(message, "usage")) {
-                            let error = $root.io.containerd.cgroups.v1.CPUUsage.verify(message.usage, _depth + 1);
-                            if (error)
-                                return "usage." + error;
-                        }
-                        if (message.throttling != null && $Object.hasOwnProperty.call(message, "throttling")) {
-                            let error = $root.io.containerd.cgroups.v1.Throttle.verify(message.throttling, _depth + 1);
-                            if (error)
-                                return "throttling." + error;
-                        }
-                        return null;
-                    };
-
                     CPUStat.fromObject = function (object, _depth) {
                         if (object instanceof $root.io.containerd.cgroups.v1.CPUStat)
                             return object;
@@ -1018,12 +839,6 @@ export const io = $root.io = (() => {
                         return CPUStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    CPUStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.CPUStat";
-                    };
-
                     return CPUStat;
                 })();
 
@@ -1065,10 +880,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    CPUUsage.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     CPUUsage.decode = function (reader, length, _end, _depth, _target) {
@@ -1154,38 +965,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    CPUUsage.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    CPUUsage.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.total != null && $Object.hasOwnProperty.call(message, "total"))
-                            if (!$util.isInteger(message.total) && !(message.total && $util.isInteger(message.total.low) && $util.isInteger(message.total.high)))
-                                return "total: integer|Long expected";
-                        if (message.kernel != null && $Object.hasOwnProperty.call(message, "kernel"))
-                            if (!$util.isInteger(message.kernel) && !(message.kernel && $util.isInteger(message.kernel.low) && $util.isInteger(message.kernel.high)))
-                                return "kernel: integer|Long expected";
-                        if (message.user != null && $Object.hasOwnProperty.call(message, "user"))
-                            if (!$util.isInteger(message.user) && !(message.user && $util.isInteger(message.user.low) && $util.isInteger(message.user.high)))
-                                return "user: integer|Long expected";
-                        if (message.perCpu != null && $Object.hasOwnProperty.call(message, "perCpu")) {
-                            if (!$Array.isArray(message.perCpu))
-                                return "perCpu: array expected";
-                            for (let i = 0; i < message.perCpu.length; ++i)
-                                if (!$util.isInteger(message.perCpu[i]) && !(message.perCpu[i] && $util.isInteger(message.perCpu[i].low) && $util.isInteger(message.perCpu[i].high)))
-                                    return "perCpu: integer|Long[] expected";
-                        }
-                        return null;
                     };
 
                     CPUUsage.fromObject = function (object, _depth) {
@@ -1310,12 +1089,6 @@ export const io = $root.io = (() => {
                         return CPUUsage.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    CPUUsage.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.CPUUsage";
-                    };
-
                     return CPUUsage;
                 })();
 
@@ -1353,10 +1126,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    Throttle.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     Throttle.decode = function (reader, length, _end, _depth, _target) {
@@ -1428,31 +1197,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    Throttle.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    Throttle.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.periods != null && $Object.hasOwnProperty.call(message, "periods"))
-                            if (!$util.isInteger(message.periods) && !(message.periods && $util.isInteger(message.periods.low) && $util.isInteger(message.periods.high)))
-                                return "periods: integer|Long expected";
-                        if (message.throttledPeriods != null && $Object.hasOwnProperty.call(message, "throttledPeriods"))
-                            if (!$util.isInteger(message.throttledPeriods) && !(message.throttledPeriods && $util.isInteger(message.throttledPeriods.low) && $util.isInteger(message.throttledPeriods.high)))
-                                return "throttledPeriods: integer|Long expected";
-                        if (message.throttledTime != null && $Object.hasOwnProperty.call(message, "throttledTime"))
-                            if (!$util.isInteger(message.throttledTime) && !(message.throttledTime && $util.isInteger(message.throttledTime.low) && $util.isInteger(message.throttledTime.high)))
-                                return "throttledTime: integer|Long expected";
-                        return null;
                     };
 
                     Throttle.fromObject = function (object, _depth) {
@@ -1549,12 +1293,6 @@ export const io = $root.io = (() => {
 
                     Throttle.prototype.toJSON = function() {
                         return Throttle.toObject(this, $protobuf.util.toJSONOptions);
-                    };
-
-                    Throttle.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.Throttle";
                     };
 
                     return Throttle;
@@ -1693,10 +1431,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    MemoryStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     MemoryStat.decode = function (reader, length, _end, _depth, _target) {
@@ -2053,138 +1787,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    MemoryStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    MemoryStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.cache != null && $Object.hasOwnProperty.call(message, "cache"))
-                            if (!$util.isInteger(message.cache) && !(message.cache && $util.isInteger(message.cache.low) && $util.isInteger(message.cache.high)))
-                                return "cache: integer|Long expected";
-                        if (message.rss != null && $Object.hasOwnProperty.call(message, "rss"))
-                            if (!$util.isInteger(message.rss) && !(message.rss && $util.isInteger(message.rss.low) && $util.isInteger(message.rss.high)))
-                                return "rss: integer|Long expected";
-                        if (message.rssHuge != null && $Object.hasOwnProperty.call(message, "rssHuge"))
-                            if (!$util.isInteger(message.rssHuge) && !(message.rssHuge && $util.isInteger(message.rssHuge.low) && $util.isInteger(message.rssHuge.high)))
-                                return "rssHuge: integer|Long expected";
-                        if (message.mappedFile != null && $Object.hasOwnProperty.call(message, "mappedFile"))
-                            if (!$util.isInteger(message.mappedFile) && !(message.mappedFile && $util.isInteger(message.mappedFile.low) && $util.isInteger(message.mappedFile.high)))
-                                return "mappedFile: integer|Long expected";
-                        if (message.dirty != null && $Object.hasOwnProperty.call(message, "dirty"))
-                            if (!$util.isInteger(message.dirty) && !(message.dirty && $util.isInteger(message.dirty.low) && $util.isInteger(message.dirty.high)))
-                                return "dirty: integer|Long expected";
-                        if (message.writeback != null && $Object.hasOwnProperty.call(message, "writeback"))
-                            if (!$util.isInteger(message.writeback) && !(message.writeback && $util.isInteger(message.writeback.low) && $util.isInteger(message.writeback.high)))
-                                return "writeback: integer|Long expected";
-                        if (message.pgPgIn != null && $Object.hasOwnProperty.call(message, "pgPgIn"))
-                            if (!$util.isInteger(message.pgPgIn) && !(message.pgPgIn && $util.isInteger(message.pgPgIn.low) && $util.isInteger(message.pgPgIn.high)))
-                                return "pgPgIn: integer|Long expected";
-                        if (message.pgPgOut != null && $Object.hasOwnProperty.call(message, "pgPgOut"))
-                            if (!$util.isInteger(message.pgPgOut) && !(message.pgPgOut && $util.isInteger(message.pgPgOut.low) && $util.isInteger(message.pgPgOut.high)))
-                                return "pgPgOut: integer|Long expected";
-                        if (message.pgFault != null && $Object.hasOwnProperty.call(message, "pgFault"))
-                            if (!$util.isInteger(message.pgFault) && !(message.pgFault && $util.isInteger(message.pgFault.low) && $util.isInteger(message.pgFault.high)))
-                                return "pgFault: integer|Long expected";
-                        if (message.pgMajFault != null && $Object.hasOwnProperty.call(message, "pgMajFault"))
-                            if (!$util.isInteger(message.pgMajFault) && !(message.pgMajFault && $util.isInteger(message.pgMajFault.low) && $util.isInteger(message.pgMajFault.high)))
-                                return "pgMajFault: integer|Long expected";
-                        if (message.inactiveAnon != null && $Object.hasOwnProperty.call(message, "inactiveAnon"))
-                            if (!$util.isInteger(message.inactiveAnon) && !(message.inactiveAnon && $util.isInteger(message.inactiveAnon.low) && $util.isInteger(message.inactiveAnon.high)))
-                                return "inactiveAnon: integer|Long expected";
-                        if (message.activeAnon != null && $Object.hasOwnProperty.call(message, "activeAnon"))
-                            if (!$util.isInteger(message.activeAnon) && !(message.activeAnon && $util.isInteger(message.activeAnon.low) && $util.isInteger(message.activeAnon.high)))
-                                return "activeAnon: integer|Long expected";
-                        if (message.inactiveFile != null && $Object.hasOwnProperty.call(message, "inactiveFile"))
-                            if (!$util.isInteger(message.inactiveFile) && !(message.inactiveFile && $util.isInteger(message.inactiveFile.low) && $util.isInteger(message.inactiveFile.high)))
-                                return "inactiveFile: integer|Long expected";
-                        if (message.activeFile != null && $Object.hasOwnProperty.call(message, "activeFile"))
-                            if (!$util.isInteger(message.activeFile) && !(message.activeFile && $util.isInteger(message.activeFile.low) && $util.isInteger(message.activeFile.high)))
-                                return "activeFile: integer|Long expected";
-                        if (message.unevictable != null && $Object.hasOwnProperty.call(message, "unevictable"))
-                            if (!$util.isInteger(message.unevictable) && !(message.unevictable && $util.isInteger(message.unevictable.low) && $util.isInteger(message.unevictable.high)))
-                                return "unevictable: integer|Long expected";
-                        if (message.hierarchicalMemoryLimit != null && $Object.hasOwnProperty.call(message, "hierarchicalMemoryLimit"))
-                            if (!$util.isInteger(message.hierarchicalMemoryLimit) && !(message.hierarchicalMemoryLimit && $util.isInteger(message.hierarchicalMemoryLimit.low) && $util.isInteger(message.hierarchicalMemoryLimit.high)))
-                                return "hierarchicalMemoryLimit: integer|Long expected";
-                        if (message.hierarchicalSwapLimit != null && $Object.hasOwnProperty.call(message, "hierarchicalSwapLimit"))
-                            if (!$util.isInteger(message.hierarchicalSwapLimit) && !(message.hierarchicalSwapLimit && $util.isInteger(message.hierarchicalSwapLimit.low) && $util.isInteger(message.hierarchicalSwapLimit.high)))
-                                return "hierarchicalSwapLimit: integer|Long expected";
-                        if (message.totalCache != null && $Object.hasOwnProperty.call(message, "totalCache"))
-                            if (!$util.isInteger(message.totalCache) && !(message.totalCache && $util.isInteger(message.totalCache.low) && $util.isInteger(message.totalCache.high)))
-                                return "totalCache: integer|Long expected";
-                        if (message.totalRss != null && $Object.hasOwnProperty.call(message, "totalRss"))
-                            if (!$util.isInteger(message.totalRss) && !(message.totalRss && $util.isInteger(message.totalRss.low) && $util.isInteger(message.totalRss.high)))
-                                return "totalRss: integer|Long expected";
-                        if (message.totalRssHuge != null && $Object.hasOwnProperty.call(message, "totalRssHuge"))
-                            if (!$util.isInteger(message.totalRssHuge) && !(message.totalRssHuge && $util.isInteger(message.totalRssHuge.low) && $util.isInteger(message.totalRssHuge.high)))
-                                return "totalRssHuge: integer|Long expected";
-                        if (message.totalMappedFile != null && $Object.hasOwnProperty.call(message, "totalMappedFile"))
-                            if (!$util.isInteger(message.totalMappedFile) && !(message.totalMappedFile && $util.isInteger(message.totalMappedFile.low) && $util.isInteger(message.totalMappedFile.high)))
-                                return "totalMappedFile: integer|Long expected";
-                        if (message.totalDirty != null && $Object.hasOwnProperty.call(message, "totalDirty"))
-                            if (!$util.isInteger(message.totalDirty) && !(message.totalDirty && $util.isInteger(message.totalDirty.low) && $util.isInteger(message.totalDirty.high)))
-                                return "totalDirty: integer|Long expected";
-                        if (message.totalWriteback != null && $Object.hasOwnProperty.call(message, "totalWriteback"))
-                            if (!$util.isInteger(message.totalWriteback) && !(message.totalWriteback && $util.isInteger(message.totalWriteback.low) && $util.isInteger(message.totalWriteback.high)))
-                                return "totalWriteback: integer|Long expected";
-                        if (message.totalPgPgIn != null && $Object.hasOwnProperty.call(message, "totalPgPgIn"))
-                            if (!$util.isInteger(message.totalPgPgIn) && !(message.totalPgPgIn && $util.isInteger(message.totalPgPgIn.low) && $util.isInteger(message.totalPgPgIn.high)))
-                                return "totalPgPgIn: integer|Long expected";
-                        if (message.totalPgPgOut != null && $Object.hasOwnProperty.call(message, "totalPgPgOut"))
-                            if (!$util.isInteger(message.totalPgPgOut) && !(message.totalPgPgOut && $util.isInteger(message.totalPgPgOut.low) && $util.isInteger(message.totalPgPgOut.high)))
-                                return "totalPgPgOut: integer|Long expected";
-                        if (message.totalPgFault != null && $Object.hasOwnProperty.call(message, "totalPgFault"))
-                            if (!$util.isInteger(message.totalPgFault) && !(message.totalPgFault && $util.isInteger(message.totalPgFault.low) && $util.isInteger(message.totalPgFault.high)))
-                                return "totalPgFault: integer|Long expected";
-                        if (message.totalPgMajFault != null && $Object.hasOwnProperty.call(message, "totalPgMajFault"))
-                            if (!$util.isInteger(message.totalPgMajFault) && !(message.totalPgMajFault && $util.isInteger(message.totalPgMajFault.low) && $util.isInteger(message.totalPgMajFault.high)))
-                                return "totalPgMajFault: integer|Long expected";
-                        if (message.totalInactiveAnon != null && $Object.hasOwnProperty.call(message, "totalInactiveAnon"))
-                            if (!$util.isInteger(message.totalInactiveAnon) && !(message.totalInactiveAnon && $util.isInteger(message.totalInactiveAnon.low) && $util.isInteger(message.totalInactiveAnon.high)))
-                                return "totalInactiveAnon: integer|Long expected";
-                        if (message.totalActiveAnon != null && $Object.hasOwnProperty.call(message, "totalActiveAnon"))
-                            if (!$util.isInteger(message.totalActiveAnon) && !(message.totalActiveAnon && $util.isInteger(message.totalActiveAnon.low) && $util.isInteger(message.totalActiveAnon.high)))
-                                return "totalActiveAnon: integer|Long expected";
-                        if (message.totalInactiveFile != null && $Object.hasOwnProperty.call(message, "totalInactiveFile"))
-                            if (!$util.isInteger(message.totalInactiveFile) && !(message.totalInactiveFile && $util.isInteger(message.totalInactiveFile.low) && $util.isInteger(message.totalInactiveFile.high)))
-                                return "totalInactiveFile: integer|Long expected";
-                        if (message.totalActiveFile != null && $Object.hasOwnProperty.call(message, "totalActiveFile"))
-                            if (!$util.isInteger(message.totalActiveFile) && !(message.totalActiveFile && $util.isInteger(message.totalActiveFile.low) && $util.isInteger(message.totalActiveFile.high)))
-                                return "totalActiveFile: integer|Long expected";
-                        if (message.totalUnevictable != null && $Object.hasOwnProperty.call(message, "totalUnevictable"))
-                            if (!$util.isInteger(message.totalUnevictable) && !(message.totalUnevictable && $util.isInteger(message.totalUnevictable.low) && $util.isInteger(message.totalUnevictable.high)))
-                                return "totalUnevictable: integer|Long expected";
-                        if (message.usage != null && $Object.hasOwnProperty.call(message, "usage")) {
-                            let error = $root.io.containerd.cgroups.v1.MemoryEntry.verify(message.usage, _depth + 1);
-                            if (error)
-                                return "usage." + error;
-                        }
-                        if (message.swap != null && $Object.hasOwnProperty.call(message, "swap")) {
-                            let error = $root.io.containerd.cgroups.v1.MemoryEntry.verify(message.swap, _depth + 1);
-                            if (error)
-                                return "swap." + error;
-                        }
-                        if (message.kernel != null && $Object.hasOwnProperty.call(message, "kernel")) {
-                            let error = $root.io.containerd.cgroups.v1.MemoryEntry.verify(message.kernel, _depth + 1);
-                            if (error)
-                                return "kernel." + error;
-                        }
-                        if (message.kernelTcp != null && $Object.hasOwnProperty.call(message, "kernelTcp")) {
-                            let error = $root.io.containerd.cgroups.v1.MemoryEntry.verify(message.kernelTcp, _depth + 1);
-                            if (error)
-                                return "kernelTcp." + error;
-                        }
-                        return null;
                     };
 
                     MemoryStat.fromObject = function (object, _depth) {
@@ -2953,12 +2555,6 @@ export const io = $root.io = (() => {
                         return MemoryStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    MemoryStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.MemoryStat";
-                    };
-
                     return MemoryStat;
                 })();
 
@@ -2999,10 +2595,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    MemoryEntry.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     MemoryEntry.decode = function (reader, length, _end, _depth, _target) {
@@ -3083,34 +2675,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    MemoryEntry.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    MemoryEntry.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.limit != null && $Object.hasOwnProperty.call(message, "limit"))
-                            if (!$util.isInteger(message.limit) && !(message.limit && $util.isInteger(message.limit.low) && $util.isInteger(message.limit.high)))
-                                return "limit: integer|Long expected";
-                        if (message.usage != null && $Object.hasOwnProperty.call(message, "usage"))
-                            if (!$util.isInteger(message.usage) && !(message.usage && $util.isInteger(message.usage.low) && $util.isInteger(message.usage.high)))
-                                return "usage: integer|Long expected";
-                        if (message.max != null && $Object.hasOwnProperty.call(message, "max"))
-                            if (!$util.isInteger(message.max) && !(message.max && $util.isInteger(message.max.low) && $util.isInteger(message.max.high)))
-                                return "max: integer|Long expected";
-                        if (message.failcnt != null && $Object.hasOwnProperty.call(message, "failcnt"))
-                            if (!$util.isInteger(message.failcnt) && !(message.failcnt && $util.isInteger(message.failcnt.low) && $util.isInteger(message.failcnt.high)))
-                                return "failcnt: integer|Long expected";
-                        return null;
                     };
 
                     MemoryEntry.fromObject = function (object, _depth) {
@@ -3231,12 +2795,6 @@ export const io = $root.io = (() => {
                         return MemoryEntry.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    MemoryEntry.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.MemoryEntry";
-                    };
-
                     return MemoryEntry;
                 })();
 
@@ -3274,10 +2832,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    MemoryOomControl.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     MemoryOomControl.decode = function (reader, length, _end, _depth, _target) {
@@ -3349,31 +2903,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    MemoryOomControl.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    MemoryOomControl.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.oomKillDisable != null && $Object.hasOwnProperty.call(message, "oomKillDisable"))
-                            if (!$util.isInteger(message.oomKillDisable) && !(message.oomKillDisable && $util.isInteger(message.oomKillDisable.low) && $util.isInteger(message.oomKillDisable.high)))
-                                return "oomKillDisable: integer|Long expected";
-                        if (message.underOom != null && $Object.hasOwnProperty.call(message, "underOom"))
-                            if (!$util.isInteger(message.underOom) && !(message.underOom && $util.isInteger(message.underOom.low) && $util.isInteger(message.underOom.high)))
-                                return "underOom: integer|Long expected";
-                        if (message.oomKill != null && $Object.hasOwnProperty.call(message, "oomKill"))
-                            if (!$util.isInteger(message.oomKill) && !(message.oomKill && $util.isInteger(message.oomKill.low) && $util.isInteger(message.oomKill.high)))
-                                return "oomKill: integer|Long expected";
-                        return null;
                     };
 
                     MemoryOomControl.fromObject = function (object, _depth) {
@@ -3472,12 +3001,6 @@ export const io = $root.io = (() => {
                         return MemoryOomControl.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    MemoryOomControl.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.MemoryOomControl";
-                    };
-
                     return MemoryOomControl;
                 })();
 
@@ -3546,10 +3069,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    BlkIOStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     BlkIOStat.decode = function (reader, length, _end, _depth, _target) {
@@ -3658,94 +3177,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    BlkIOStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    BlkIOStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.ioServiceBytesRecursive != null && $Object.hasOwnProperty.call(message, "ioServiceBytesRecursive")) {
-                            if (!$Array.isArray(message.ioServiceBytesRecursive))
-                                return "ioServiceBytesRecursive: array expected";
-                            for (let i = 0; i < message.ioServiceBytesRecursive.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.BlkIOEntry.verify(message.ioServiceBytesRecursive[i], _depth + 1);
-                                if (error)
-                                    return "ioServiceBytesRecursive." + error;
-                            }
-                        }
-                        if (message.ioServicedRecursive != null && $Object.hasOwnProperty.call(message, "ioServicedRecursive")) {
-                            if (!$Array.isArray(message.ioServicedRecursive))
-                                return "ioServicedRecursive: array expected";
-                            for (let i = 0; i < message.ioServicedRecursive.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.BlkIOEntry.verify(message.ioServicedRecursive[i], _depth + 1);
-                                if (error)
-                                    return "ioServicedRecursive." + error;
-                            }
-                        }
-                        if (message.ioQueuedRecursive != null && $Object.hasOwnProperty.call(message, "ioQueuedRecursive")) {
-                            if (!$Array.isArray(message.ioQueuedRecursive))
-                                return "ioQueuedRecursive: array expected";
-                            for (let i = 0; i < message.ioQueuedRecursive.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.BlkIOEntry.verify(message.ioQueuedRecursive[i], _depth + 1);
-                                if (error)
-                                    return "ioQueuedRecursive." + error;
-                            }
-                        }
-                        if (message.ioServiceTimeRecursive != null && $Object.hasOwnProperty.call(message, "ioServiceTimeRecursive")) {
-                            if (!$Array.isArray(message.ioServiceTimeRecursive))
-                                return "ioServiceTimeRecursive: array expected";
-                            for (let i = 0; i < message.ioServiceTimeRecursive.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.BlkIOEntry.verify(message.ioServiceTimeRecursive[i], _depth + 1);
-                                if (error)
-                                    return "ioServiceTimeRecursive." + error;
-                            }
-                        }
-                        if (message.ioWaitTimeRecursive != null && $Object.hasOwnProperty.call(message, "ioWaitTimeRecursive")) {
-                            if (!$Array.isArray(message.ioWaitTimeRecursive))
-                                return "ioWaitTimeRecursive: array expected";
-                            for (let i = 0; i < message.ioWaitTimeRecursive.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.BlkIOEntry.verify(message.ioWaitTimeRecursive[i], _depth + 1);
-                                if (error)
-                                    return "ioWaitTimeRecursive." + error;
-                            }
-                        }
-                        if (message.ioMergedRecursive != null && $Object.hasOwnProperty.call(message, "ioMergedRecursive")) {
-                            if (!$Array.isArray(message.ioMergedRecursive))
-                                return "ioMergedRecursive: array expected";
-                            for (let i = 0; i < message.ioMergedRecursive.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.BlkIOEntry.verify(message.ioMergedRecursive[i], _depth + 1);
-                                if (error)
-                                    return "ioMergedRecursive." + error;
-                            }
-                        }
-                        if (message.ioTimeRecursive != null && $Object.hasOwnProperty.call(message, "ioTimeRecursive")) {
-                            if (!$Array.isArray(message.ioTimeRecursive))
-                                return "ioTimeRecursive: array expected";
-                            for (let i = 0; i < message.ioTimeRecursive.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.BlkIOEntry.verify(message.ioTimeRecursive[i], _depth + 1);
-                                if (error)
-                                    return "ioTimeRecursive." + error;
-                            }
-                        }
-                        if (message.sectorsRecursive != null && $Object.hasOwnProperty.call(message, "sectorsRecursive")) {
-                            if (!$Array.isArray(message.sectorsRecursive))
-                                return "sectorsRecursive: array expected";
-                            for (let i = 0; i < message.sectorsRecursive.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.BlkIOEntry.verify(message.sectorsRecursive[i], _depth + 1);
-                                if (error)
-                                    return "sectorsRecursive." + error;
-                            }
-                        }
-                        return null;
                     };
 
                     BlkIOStat.fromObject = function (object, _depth) {
@@ -3906,12 +3337,6 @@ export const io = $root.io = (() => {
                         return BlkIOStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    BlkIOStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.BlkIOStat";
-                    };
-
                     return BlkIOStat;
                 })();
 
@@ -3955,10 +3380,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    BlkIOEntry.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     BlkIOEntry.decode = function (reader, length, _end, _depth, _target) {
@@ -4048,37 +3469,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    BlkIOEntry.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    BlkIOEntry.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.op != null && $Object.hasOwnProperty.call(message, "op"))
-                            if (!$util.isString(message.op))
-                                return "op: string expected";
-                        if (message.device != null && $Object.hasOwnProperty.call(message, "device"))
-                            if (!$util.isString(message.device))
-                                return "device: string expected";
-                        if (message.major != null && $Object.hasOwnProperty.call(message, "major"))
-                            if (!$util.isInteger(message.major) && !(message.major && $util.isInteger(message.major.low) && $util.isInteger(message.major.high)))
-                                return "major: integer|Long expected";
-                        if (message.minor != null && $Object.hasOwnProperty.call(message, "minor"))
-                            if (!$util.isInteger(message.minor) && !(message.minor && $util.isInteger(message.minor.low) && $util.isInteger(message.minor.high)))
-                                return "minor: integer|Long expected";
-                        if (message.value != null && $Object.hasOwnProperty.call(message, "value"))
-                            if (!$util.isInteger(message.value) && !(message.value && $util.isInteger(message.value.low) && $util.isInteger(message.value.high)))
-                                return "value: integer|Long expected";
-                        return null;
                     };
 
                     BlkIOEntry.fromObject = function (object, _depth) {
@@ -4189,12 +3579,6 @@ export const io = $root.io = (() => {
                         return BlkIOEntry.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    BlkIOEntry.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.BlkIOEntry";
-                    };
-
                     return BlkIOEntry;
                 })();
 
@@ -4233,10 +3617,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    RdmaStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     RdmaStat.decode = function (reader, length, _end, _depth, _target) {
@@ -4297,40 +3677,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    RdmaStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    RdmaStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.current != null && $Object.hasOwnProperty.call(message, "current")) {
-                            if (!$Array.isArray(message.current))
-                                return "current: array expected";
-                            for (let i = 0; i < message.current.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.RdmaEntry.verify(message.current[i], _depth + 1);
-                                if (error)
-                                    return "current." + error;
-                            }
-                        }
-                        if (message.limit != null && $Object.hasOwnProperty.call(message, "limit")) {
-                            if (!$Array.isArray(message.limit))
-                                return "limit: array expected";
-                            for (let i = 0; i < message.limit.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v1.RdmaEntry.verify(message.limit[i], _depth + 1);
-                                if (error)
-                                    return "limit." + error;
-                            }
-                        }
-                        return null;
                     };
 
                     RdmaStat.fromObject = function (object, _depth) {
@@ -4395,12 +3741,6 @@ export const io = $root.io = (() => {
                         return RdmaStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    RdmaStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.RdmaStat";
-                    };
-
                     return RdmaStat;
                 })();
 
@@ -4438,10 +3778,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    RdmaEntry.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     RdmaEntry.decode = function (reader, length, _end, _depth, _target) {
@@ -4515,31 +3851,6 @@ export const io = $root.io = (() => {
                         return message;
                     };
 
-                    RdmaEntry.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    RdmaEntry.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.device != null && $Object.hasOwnProperty.call(message, "device"))
-                            if (!$util.isString(message.device))
-                                return "device: string expected";
-                        if (message.hcaHandles != null && $Object.hasOwnProperty.call(message, "hcaHandles"))
-                            if (!$util.isInteger(message.hcaHandles))
-                                return "hcaHandles: integer expected";
-                        if (message.hcaObjects != null && $Object.hasOwnProperty.call(message, "hcaObjects"))
-                            if (!$util.isInteger(message.hcaObjects))
-                                return "hcaObjects: integer expected";
-                        return null;
-                    };
-
                     RdmaEntry.fromObject = function (object, _depth) {
                         if (object instanceof $root.io.containerd.cgroups.v1.RdmaEntry)
                             return object;
@@ -4586,12 +3897,6 @@ export const io = $root.io = (() => {
 
                     RdmaEntry.prototype.toJSON = function() {
                         return RdmaEntry.toObject(this, $protobuf.util.toJSONOptions);
-                    };
-
-                    RdmaEntry.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.RdmaEntry";
                     };
 
                     return RdmaEntry;
@@ -4649,10 +3954,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    NetworkStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     NetworkStat.decode = function (reader, length, _end, _depth, _target) {
@@ -4778,49 +4079,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    NetworkStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    NetworkStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.name != null && $Object.hasOwnProperty.call(message, "name"))
-                            if (!$util.isString(message.name))
-                                return "name: string expected";
-                        if (message.rxBytes != null && $Object.hasOwnProperty.call(message, "rxBytes"))
-                            if (!$util.isInteger(message.rxBytes) && !(message.rxBytes && $util.isInteger(message.rxBytes.low) && $util.isInteger(message.rxBytes.high)))
-                                return "rxBytes: integer|Long expected";
-                        if (message.rxPackets != null && $Object.hasOwnProperty.call(message, "rxPackets"))
-                            if (!$util.isInteger(message.rxPackets) && !(message.rxPackets && $util.isInteger(message.rxPackets.low) && $util.isInteger(message.rxPackets.high)))
-                                return "rxPackets: integer|Long expected";
-                        if (message.rxErrors != null && $Object.hasOwnProperty.call(message, "rxErrors"))
-                            if (!$util.isInteger(message.rxErrors) && !(message.rxErrors && $util.isInteger(message.rxErrors.low) && $util.isInteger(message.rxErrors.high)))
-                                return "rxErrors: integer|Long expected";
-                        if (message.rxDropped != null && $Object.hasOwnProperty.call(message, "rxDropped"))
-                            if (!$util.isInteger(message.rxDropped) && !(message.rxDropped && $util.isInteger(message.rxDropped.low) && $util.isInteger(message.rxDropped.high)))
-                                return "rxDropped: integer|Long expected";
-                        if (message.txBytes != null && $Object.hasOwnProperty.call(message, "txBytes"))
-                            if (!$util.isInteger(message.txBytes) && !(message.txBytes && $util.isInteger(message.txBytes.low) && $util.isInteger(message.txBytes.high)))
-                                return "txBytes: integer|Long expected";
-                        if (message.txPackets != null && $Object.hasOwnProperty.call(message, "txPackets"))
-                            if (!$util.isInteger(message.txPackets) && !(message.txPackets && $util.isInteger(message.txPackets.low) && $util.isInteger(message.txPackets.high)))
-                                return "txPackets: integer|Long expected";
-                        if (message.txErrors != null && $Object.hasOwnProperty.call(message, "txErrors"))
-                            if (!$util.isInteger(message.txErrors) && !(message.txErrors && $util.isInteger(message.txErrors.low) && $util.isInteger(message.txErrors.high)))
-                                return "txErrors: integer|Long expected";
-                        if (message.txDropped != null && $Object.hasOwnProperty.call(message, "txDropped"))
-                            if (!$util.isInteger(message.txDropped) && !(message.txDropped && $util.isInteger(message.txDropped.low) && $util.isInteger(message.txDropped.high)))
-                                return "txDropped: integer|Long expected";
-                        return null;
                     };
 
                     NetworkStat.fromObject = function (object, _depth) {
@@ -5035,12 +4293,6 @@ export const io = $root.io = (() => {
                         return NetworkStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    NetworkStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.NetworkStat";
-                    };
-
                     return NetworkStat;
                 })();
 
@@ -5084,10 +4336,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    CgroupStats.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     CgroupStats.decode = function (reader, length, _end, _depth, _target) {
@@ -5177,37 +4425,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    CgroupStats.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    CgroupStats.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.nrSleeping != null && $Object.hasOwnProperty.call(message, "nrSleeping"))
-                            if (!$util.isInteger(message.nrSleeping) && !(message.nrSleeping && $util.isInteger(message.nrSleeping.low) && $util.isInteger(message.nrSleeping.high)))
-                                return "nrSleeping: integer|Long expected";
-                        if (message.nrRunning != null && $Object.hasOwnProperty.call(message, "nrRunning"))
-                            if (!$util.isInteger(message.nrRunning) && !(message.nrRunning && $util.isInteger(message.nrRunning.low) && $util.isInteger(message.nrRunning.high)))
-                                return "nrRunning: integer|Long expected";
-                        if (message.nrStopped != null && $Object.hasOwnProperty.call(message, "nrStopped"))
-                            if (!$util.isInteger(message.nrStopped) && !(message.nrStopped && $util.isInteger(message.nrStopped.low) && $util.isInteger(message.nrStopped.high)))
-                                return "nrStopped: integer|Long expected";
-                        if (message.nrUninterruptible != null && $Object.hasOwnProperty.call(message, "nrUninterruptible"))
-                            if (!$util.isInteger(message.nrUninterruptible) && !(message.nrUninterruptible && $util.isInteger(message.nrUninterruptible.low) && $util.isInteger(message.nrUninterruptible.high)))
-                                return "nrUninterruptible: integer|Long expected";
-                        if (message.nrIoWait != null && $Object.hasOwnProperty.call(message, "nrIoWait"))
-                            if (!$util.isInteger(message.nrIoWait) && !(message.nrIoWait && $util.isInteger(message.nrIoWait.low) && $util.isInteger(message.nrIoWait.high)))
-                                return "nrIoWait: integer|Long expected";
-                        return null;
                     };
 
                     CgroupStats.fromObject = function (object, _depth) {
@@ -5350,12 +4567,6 @@ export const io = $root.io = (() => {
                         return CgroupStats.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    CgroupStats.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v1.CgroupStats";
-                    };
-
                     return CgroupStats;
                 })();
 
@@ -5419,10 +4630,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    Metrics.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     Metrics.decode = function (reader, length, _end, _depth, _target) {
@@ -5519,70 +4726,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    Metrics.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    Metrics.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.pids != null && $Object.hasOwnProperty.call(message, "pids")) {
-                            let error = $root.io.containerd.cgroups.v2.PidsStat.verify(message.pids, _depth + 1);
-                            if (error)
-                                return "pids." + error;
-                        }
-                        if (message.cpu != null && $Object.hasOwnProperty.call(message, "cpu")) {
-                            let error = $root.io.containerd.cgroups.v2.CPUStat.verify(message.cpu, _depth + 1);
-                            if (error)
-                                return "cpu." + error;
-                        }
-                        if (message.memory != null && $Object.hasOwnProperty.call(message, "memory")) {
-                            let error = $root.io.containerd.cgroups.v2.MemoryStat.verify(message.memory, _depth + 1);
-                            if (error)
-                                return "memory." + error;
-                        }
-                        if (message.rdma != null && $Object.hasOwnProperty.call(message, "rdma")) {
-                            let error = $root.io.containerd.cgroups.v2.RdmaStat.verify(message.rdma, _depth + 1);
-                            if (error)
-                                return "rdma." + error;
-                        }
-                        if (message.io != null && $Object.hasOwnProperty.call(message, "io")) {
-                            let error = $root.io.containerd.cgroups.v2.IOStat.verify(message.io, _depth + 1);
-                            if (error)
-                                return "io." + error;
-                        }
-                        if (message.hugetlb != null && $Object.hasOwnProperty.call(message, "hugetlb")) {
-                            if (!$Array.isArray(message.hugetlb))
-                                return "hugetlb: array expected";
-                            for (let i = 0; i < message.hugetlb.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v2.HugeTlbStat.verify(message.hugetlb[i], _depth + 1);
-                                if (error)
-                                    return "hugetlb." + error;
-                            }
-                        }
-                        if (message.memoryEvents != null && $Object.hasOwnProperty.call(message, "memoryEvents")) {
-                            let error = $root.io.containerd.cgroups.v2.MemoryEvents.verify(message.memoryEvents, _depth + 1);
-                            if (error)
-                                return "memoryEvents." + error;
-                        }
-                        if (message.network != null && $Object.hasOwnProperty.call(message, "network")) {
-                            if (!$Array.isArray(message.network))
-                                return "network: array expected";
-                            for (let i = 0; i < message.network.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v2.NetworkStat.verify(message.network[i], _depth + 1);
-                                if (error)
-                                    return "network." + error;
-                            }
-                        }
-                        return null;
                     };
 
                     Metrics.fromObject = function (object, _depth) {
@@ -5697,12 +4840,6 @@ export const io = $root.io = (() => {
                         return Metrics.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    Metrics.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v2.Metrics";
-                    };
-
                     return Metrics;
                 })();
 
@@ -5737,10 +4874,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    PidsStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     PidsStat.decode = function (reader, length, _end, _depth, _target) {
@@ -5803,28 +4936,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    PidsStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    PidsStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.current != null && $Object.hasOwnProperty.call(message, "current"))
-                            if (!$util.isInteger(message.current) && !(message.current && $util.isInteger(message.current.low) && $util.isInteger(message.current.high)))
-                                return "current: integer|Long expected";
-                        if (message.limit != null && $Object.hasOwnProperty.call(message, "limit"))
-                            if (!$util.isInteger(message.limit) && !(message.limit && $util.isInteger(message.limit.low) && $util.isInteger(message.limit.high)))
-                                return "limit: integer|Long expected";
-                        return null;
                     };
 
                     PidsStat.fromObject = function (object, _depth) {
@@ -5901,12 +5012,6 @@ export const io = $root.io = (() => {
                         return PidsStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    PidsStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v2.PidsStat";
-                    };
-
                     return PidsStat;
                 })();
 
@@ -5953,10 +5058,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    CPUStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     CPUStat.decode = function (reader, length, _end, _depth, _target) {
@@ -6055,40 +5156,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    CPUStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    CPUStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.usageUsec != null && $Object.hasOwnProperty.call(message, "usageUsec"))
-                            if (!$util.isInteger(message.usageUsec) && !(message.usageUsec && $util.isInteger(message.usageUsec.low) && $util.isInteger(message.usageUsec.high)))
-                                return "usageUsec: integer|Long expected";
-                        if (message.userUsec != null && $Object.hasOwnProperty.call(message, "userUsec"))
-                            if (!$util.isInteger(message.userUsec) && !(message.userUsec && $util.isInteger(message.userUsec.low) && $util.isInteger(message.userUsec.high)))
-                                return "userUsec: integer|Long expected";
-                        if (message.systemUsec != null && $Object.hasOwnProperty.call(message, "systemUsec"))
-                            if (!$util.isInteger(message.systemUsec) && !(message.systemUsec && $util.isInteger(message.systemUsec.low) && $util.isInteger(message.systemUsec.high)))
-                                return "systemUsec: integer|Long expected";
-                        if (message.nrPeriods != null && $Object.hasOwnProperty.call(message, "nrPeriods"))
-                            if (!$util.isInteger(message.nrPeriods) && !(message.nrPeriods && $util.isInteger(message.nrPeriods.low) && $util.isInteger(message.nrPeriods.high)))
-                                return "nrPeriods: integer|Long expected";
-                        if (message.nrThrottled != null && $Object.hasOwnProperty.call(message, "nrThrottled"))
-                            if (!$util.isInteger(message.nrThrottled) && !(message.nrThrottled && $util.isInteger(message.nrThrottled.low) && $util.isInteger(message.nrThrottled.high)))
-                                return "nrThrottled: integer|Long expected";
-                        if (message.throttledUsec != null && $Object.hasOwnProperty.call(message, "throttledUsec"))
-                            if (!$util.isInteger(message.throttledUsec) && !(message.throttledUsec && $util.isInteger(message.throttledUsec.low) && $util.isInteger(message.throttledUsec.high)))
-                                return "throttledUsec: integer|Long expected";
-                        return null;
                     };
 
                     CPUStat.fromObject = function (object, _depth) {
@@ -6253,12 +5320,6 @@ export const io = $root.io = (() => {
                         return CPUStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    CPUStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v2.CPUStat";
-                    };
-
                     return CPUStat;
                 })();
 
@@ -6398,10 +5459,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    MemoryStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     MemoryStat.decode = function (reader, length, _end, _depth, _target) {
@@ -6779,133 +5836,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    MemoryStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    MemoryStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.anon != null && $Object.hasOwnProperty.call(message, "anon"))
-                            if (!$util.isInteger(message.anon) && !(message.anon && $util.isInteger(message.anon.low) && $util.isInteger(message.anon.high)))
-                                return "anon: integer|Long expected";
-                        if (message.file != null && $Object.hasOwnProperty.call(message, "file"))
-                            if (!$util.isInteger(message.file) && !(message.file && $util.isInteger(message.file.low) && $util.isInteger(message.file.high)))
-                                return "file: integer|Long expected";
-                        if (message.kernelStack != null && $Object.hasOwnProperty.call(message, "kernelStack"))
-                            if (!$util.isInteger(message.kernelStack) && !(message.kernelStack && $util.isInteger(message.kernelStack.low) && $util.isInteger(message.kernelStack.high)))
-                                return "kernelStack: integer|Long expected";
-                        if (message.slab != null && $Object.hasOwnProperty.call(message, "slab"))
-                            if (!$util.isInteger(message.slab) && !(message.slab && $util.isInteger(message.slab.low) && $util.isInteger(message.slab.high)))
-                                return "slab: integer|Long expected";
-                        if (message.sock != null && $Object.hasOwnProperty.call(message, "sock"))
-                            if (!$util.isInteger(message.sock) && !(message.sock && $util.isInteger(message.sock.low) && $util.isInteger(message.sock.high)))
-                                return "sock: integer|Long expected";
-                        if (message.shmem != null && $Object.hasOwnProperty.call(message, "shmem"))
-                            if (!$util.isInteger(message.shmem) && !(message.shmem && $util.isInteger(message.shmem.low) && $util.isInteger(message.shmem.high)))
-                                return "shmem: integer|Long expected";
-                        if (message.fileMapped != null && $Object.hasOwnProperty.call(message, "fileMapped"))
-                            if (!$util.isInteger(message.fileMapped) && !(message.fileMapped && $util.isInteger(message.fileMapped.low) && $util.isInteger(message.fileMapped.high)))
-                                return "fileMapped: integer|Long expected";
-                        if (message.fileDirty != null && $Object.hasOwnProperty.call(message, "fileDirty"))
-                            if (!$util.isInteger(message.fileDirty) && !(message.fileDirty && $util.isInteger(message.fileDirty.low) && $util.isInteger(message.fileDirty.high)))
-                                return "fileDirty: integer|Long expected";
-                        if (message.fileWriteback != null && $Object.hasOwnProperty.call(message, "fileWriteback"))
-                            if (!$util.isInteger(message.fileWriteback) && !(message.fileWriteback && $util.isInteger(message.fileWriteback.low) && $util.isInteger(message.fileWriteback.high)))
-                                return "fileWriteback: integer|Long expected";
-                        if (message.anonThp != null && $Object.hasOwnProperty.call(message, "anonThp"))
-                            if (!$util.isInteger(message.anonThp) && !(message.anonThp && $util.isInteger(message.anonThp.low) && $util.isInteger(message.anonThp.high)))
-                                return "anonThp: integer|Long expected";
-                        if (message.inactiveAnon != null && $Object.hasOwnProperty.call(message, "inactiveAnon"))
-                            if (!$util.isInteger(message.inactiveAnon) && !(message.inactiveAnon && $util.isInteger(message.inactiveAnon.low) && $util.isInteger(message.inactiveAnon.high)))
-                                return "inactiveAnon: integer|Long expected";
-                        if (message.activeAnon != null && $Object.hasOwnProperty.call(message, "activeAnon"))
-                            if (!$util.isInteger(message.activeAnon) && !(message.activeAnon && $util.isInteger(message.activeAnon.low) && $util.isInteger(message.activeAnon.high)))
-                                return "activeAnon: integer|Long expected";
-                        if (message.inactiveFile != null && $Object.hasOwnProperty.call(message, "inactiveFile"))
-                            if (!$util.isInteger(message.inactiveFile) && !(message.inactiveFile && $util.isInteger(message.inactiveFile.low) && $util.isInteger(message.inactiveFile.high)))
-                                return "inactiveFile: integer|Long expected";
-                        if (message.activeFile != null && $Object.hasOwnProperty.call(message, "activeFile"))
-                            if (!$util.isInteger(message.activeFile) && !(message.activeFile && $util.isInteger(message.activeFile.low) && $util.isInteger(message.activeFile.high)))
-                                return "activeFile: integer|Long expected";
-                        if (message.unevictable != null && $Object.hasOwnProperty.call(message, "unevictable"))
-                            if (!$util.isInteger(message.unevictable) && !(message.unevictable && $util.isInteger(message.unevictable.low) && $util.isInteger(message.unevictable.high)))
-                                return "unevictable: integer|Long expected";
-                        if (message.slabReclaimable != null && $Object.hasOwnProperty.call(message, "slabReclaimable"))
-                            if (!$util.isInteger(message.slabReclaimable) && !(message.slabReclaimable && $util.isInteger(message.slabReclaimable.low) && $util.isInteger(message.slabReclaimable.high)))
-                                return "slabReclaimable: integer|Long expected";
-                        if (message.slabUnreclaimable != null && $Object.hasOwnProperty.call(message, "slabUnreclaimable"))
-                            if (!$util.isInteger(message.slabUnreclaimable) && !(message.slabUnreclaimable && $util.isInteger(message.slabUnreclaimable.low) && $util.isInteger(message.slabUnreclaimable.high)))
-                                return "slabUnreclaimable: integer|Long expected";
-                        if (message.pgfault != null && $Object.hasOwnProperty.call(message, "pgfault"))
-                            if (!$util.isInteger(message.pgfault) && !(message.pgfault && $util.isInteger(message.pgfault.low) && $util.isInteger(message.pgfault.high)))
-                                return "pgfault: integer|Long expected";
-                        if (message.pgmajfault != null && $Object.hasOwnProperty.call(message, "pgmajfault"))
-                            if (!$util.isInteger(message.pgmajfault) && !(message.pgmajfault && $util.isInteger(message.pgmajfault.low) && $util.isInteger(message.pgmajfault.high)))
-                                return "pgmajfault: integer|Long expected";
-                        if (message.workingsetRefault != null && $Object.hasOwnProperty.call(message, "workingsetRefault"))
-                            if (!$util.isInteger(message.workingsetRefault) && !(message.workingsetRefault && $util.isInteger(message.workingsetRefault.low) && $util.isInteger(message.workingsetRefault.high)))
-                                return "workingsetRefault: integer|Long expected";
-                        if (message.workingsetActivate != null && $Object.hasOwnProperty.call(message, "workingsetActivate"))
-                            if (!$util.isInteger(message.workingsetActivate) && !(message.workingsetActivate && $util.isInteger(message.workingsetActivate.low) && $util.isInteger(message.workingsetActivate.high)))
-                                return "workingsetActivate: integer|Long expected";
-                        if (message.workingsetNodereclaim != null && $Object.hasOwnProperty.call(message, "workingsetNodereclaim"))
-                            if (!$util.isInteger(message.workingsetNodereclaim) && !(message.workingsetNodereclaim && $util.isInteger(message.workingsetNodereclaim.low) && $util.isInteger(message.workingsetNodereclaim.high)))
-                                return "workingsetNodereclaim: integer|Long expected";
-                        if (message.pgrefill != null && $Object.hasOwnProperty.call(message, "pgrefill"))
-                            if (!$util.isInteger(message.pgrefill) && !(message.pgrefill && $util.isInteger(message.pgrefill.low) && $util.isInteger(message.pgrefill.high)))
-                                return "pgrefill: integer|Long expected";
-                        if (message.pgscan != null && $Object.hasOwnProperty.call(message, "pgscan"))
-                            if (!$util.isInteger(message.pgscan) && !(message.pgscan && $util.isInteger(message.pgscan.low) && $util.isInteger(message.pgscan.high)))
-                                return "pgscan: integer|Long expected";
-                        if (message.pgsteal != null && $Object.hasOwnProperty.call(message, "pgsteal"))
-                            if (!$util.isInteger(message.pgsteal) && !(message.pgsteal && $util.isInteger(message.pgsteal.low) && $util.isInteger(message.pgsteal.high)))
-                                return "pgsteal: integer|Long expected";
-                        if (message.pgactivate != null && $Object.hasOwnProperty.call(message, "pgactivate"))
-                            if (!$util.isInteger(message.pgactivate) && !(message.pgactivate && $util.isInteger(message.pgactivate.low) && $util.isInteger(message.pgactivate.high)))
-                                return "pgactivate: integer|Long expected";
-                        if (message.pgdeactivate != null && $Object.hasOwnProperty.call(message, "pgdeactivate"))
-                            if (!$util.isInteger(message.pgdeactivate) && !(message.pgdeactivate && $util.isInteger(message.pgdeactivate.low) && $util.isInteger(message.pgdeactivate.high)))
-                                return "pgdeactivate: integer|Long expected";
-                        if (message.pglazyfree != null && $Object.hasOwnProperty.call(message, "pglazyfree"))
-                            if (!$util.isInteger(message.pglazyfree) && !(message.pglazyfree && $util.isInteger(message.pglazyfree.low) && $util.isInteger(message.pglazyfree.high)))
-                                return "pglazyfree: integer|Long expected";
-                        if (message.pglazyfreed != null && $Object.hasOwnProperty.call(message, "pglazyfreed"))
-                            if (!$util.isInteger(message.pglazyfreed) && !(message.pglazyfreed && $util.isInteger(message.pglazyfreed.low) && $util.isInteger(message.pglazyfreed.high)))
-                                return "pglazyfreed: integer|Long expected";
-                        if (message.thpFaultAlloc != null && $Object.hasOwnProperty.call(message, "thpFaultAlloc"))
-                            if (!$util.isInteger(message.thpFaultAlloc) && !(message.thpFaultAlloc && $util.isInteger(message.thpFaultAlloc.low) && $util.isInteger(message.thpFaultAlloc.high)))
-                                return "thpFaultAlloc: integer|Long expected";
-                        if (message.thpCollapseAlloc != null && $Object.hasOwnProperty.call(message, "thpCollapseAlloc"))
-                            if (!$util.isInteger(message.thpCollapseAlloc) && !(message.thpCollapseAlloc && $util.isInteger(message.thpCollapseAlloc.low) && $util.isInteger(message.thpCollapseAlloc.high)))
-                                return "thpCollapseAlloc: integer|Long expected";
-                        if (message.usage != null && $Object.hasOwnProperty.call(message, "usage"))
-                            if (!$util.isInteger(message.usage) && !(message.usage && $util.isInteger(message.usage.low) && $util.isInteger(message.usage.high)))
-                                return "usage: integer|Long expected";
-                        if (message.usageLimit != null && $Object.hasOwnProperty.call(message, "usageLimit"))
-                            if (!$util.isInteger(message.usageLimit) && !(message.usageLimit && $util.isInteger(message.usageLimit.low) && $util.isInteger(message.usageLimit.high)))
-                                return "usageLimit: integer|Long expected";
-                        if (message.swapUsage != null && $Object.hasOwnProperty.call(message, "swapUsage"))
-                            if (!$util.isInteger(message.swapUsage) && !(message.swapUsage && $util.isInteger(message.swapUsage.low) && $util.isInteger(message.swapUsage.high)))
-                                return "swapUsage: integer|Long expected";
-                        if (message.swapLimit != null && $Object.hasOwnProperty.call(message, "swapLimit"))
-                            if (!$util.isInteger(message.swapLimit) && !(message.swapLimit && $util.isInteger(message.swapLimit.low) && $util.isInteger(message.swapLimit.high)))
-                                return "swapLimit: integer|Long expected";
-                        if (message.maxUsage != null && $Object.hasOwnProperty.call(message, "maxUsage"))
-                            if (!$util.isInteger(message.maxUsage) && !(message.maxUsage && $util.isInteger(message.maxUsage.low) && $util.isInteger(message.maxUsage.high)))
-                                return "maxUsage: integer|Long expected";
-                        if (message.swapMaxUsage != null && $Object.hasOwnProperty.call(message, "swapMaxUsage"))
-                            if (!$util.isInteger(message.swapMaxUsage) && !(message.swapMaxUsage && $util.isInteger(message.swapMaxUsage.low) && $util.isInteger(message.swapMaxUsage.high)))
-                                return "swapMaxUsage: integer|Long expected";
-                        return null;
                     };
 
                     MemoryStat.fromObject = function (object, _depth) {
@@ -7752,12 +6682,6 @@ export const io = $root.io = (() => {
                         return MemoryStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    MemoryStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v2.MemoryStat";
-                    };
-
                     return MemoryStat;
                 })();
 
@@ -7801,10 +6725,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    MemoryEvents.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     MemoryEvents.decode = function (reader, length, _end, _depth, _target) {
@@ -7894,37 +6814,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    MemoryEvents.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    MemoryEvents.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.low != null && $Object.hasOwnProperty.call(message, "low"))
-                            if (!$util.isInteger(message.low) && !(message.low && $util.isInteger(message.low.low) && $util.isInteger(message.low.high)))
-                                return "low: integer|Long expected";
-                        if (message.high != null && $Object.hasOwnProperty.call(message, "high"))
-                            if (!$util.isInteger(message.high) && !(message.high && $util.isInteger(message.high.low) && $util.isInteger(message.high.high)))
-                                return "high: integer|Long expected";
-                        if (message.max != null && $Object.hasOwnProperty.call(message, "max"))
-                            if (!$util.isInteger(message.max) && !(message.max && $util.isInteger(message.max.low) && $util.isInteger(message.max.high)))
-                                return "max: integer|Long expected";
-                        if (message.oom != null && $Object.hasOwnProperty.call(message, "oom"))
-                            if (!$util.isInteger(message.oom) && !(message.oom && $util.isInteger(message.oom.low) && $util.isInteger(message.oom.high)))
-                                return "oom: integer|Long expected";
-                        if (message.oomKill != null && $Object.hasOwnProperty.call(message, "oomKill"))
-                            if (!$util.isInteger(message.oomKill) && !(message.oomKill && $util.isInteger(message.oomKill.low) && $util.isInteger(message.oomKill.high)))
-                                return "oomKill: integer|Long expected";
-                        return null;
                     };
 
                     MemoryEvents.fromObject = function (object, _depth) {
@@ -8067,12 +6956,6 @@ export const io = $root.io = (() => {
                         return MemoryEvents.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    MemoryEvents.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v2.MemoryEvents";
-                    };
-
                     return MemoryEvents;
                 })();
 
@@ -8111,10 +6994,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    RdmaStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     RdmaStat.decode = function (reader, length, _end, _depth, _target) {
@@ -8175,40 +7054,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    RdmaStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    RdmaStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.current != null && $Object.hasOwnProperty.call(message, "current")) {
-                            if (!$Array.isArray(message.current))
-                                return "current: array expected";
-                            for (let i = 0; i < message.current.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v2.RdmaEntry.verify(message.current[i], _depth + 1);
-                                if (error)
-                                    return "current." + error;
-                            }
-                        }
-                        if (message.limit != null && $Object.hasOwnProperty.call(message, "limit")) {
-                            if (!$Array.isArray(message.limit))
-                                return "limit: array expected";
-                            for (let i = 0; i < message.limit.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v2.RdmaEntry.verify(message.limit[i], _depth + 1);
-                                if (error)
-                                    return "limit." + error;
-                            }
-                        }
-                        return null;
                     };
 
                     RdmaStat.fromObject = function (object, _depth) {
@@ -8273,12 +7118,6 @@ export const io = $root.io = (() => {
                         return RdmaStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    RdmaStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v2.RdmaStat";
-                    };
-
                     return RdmaStat;
                 })();
 
@@ -8316,10 +7155,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    RdmaEntry.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     RdmaEntry.decode = function (reader, length, _end, _depth, _target) {
@@ -8393,31 +7228,6 @@ export const io = $root.io = (() => {
                         return message;
                     };
 
-                    RdmaEntry.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    RdmaEntry.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.device != null && $Object.hasOwnProperty.call(message, "device"))
-                            if (!$util.isString(message.device))
-                                return "device: string expected";
-                        if (message.hcaHandles != null && $Object.hasOwnProperty.call(message, "hcaHandles"))
-                            if (!$util.isInteger(message.hcaHandles))
-                                return "hcaHandles: integer expected";
-                        if (message.hcaObjects != null && $Object.hasOwnProperty.call(message, "hcaObjects"))
-                            if (!$util.isInteger(message.hcaObjects))
-                                return "hcaObjects: integer expected";
-                        return null;
-                    };
-
                     RdmaEntry.fromObject = function (object, _depth) {
                         if (object instanceof $root.io.containerd.cgroups.v2.RdmaEntry)
                             return object;
@@ -8466,12 +7276,6 @@ export const io = $root.io = (() => {
                         return RdmaEntry.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    RdmaEntry.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v2.RdmaEntry";
-                    };
-
                     return RdmaEntry;
                 })();
 
@@ -8505,10 +7309,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    IOStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     IOStat.decode = function (reader, length, _end, _depth, _target) {
@@ -8563,31 +7363,6 @@ export const io = $root.io = (() => {
                         return message;
                     };
 
-                    IOStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    IOStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.usage != null && $Object.hasOwnProperty.call(message, "usage")) {
-                            if (!$Array.isArray(message.usage))
-                                return "usage: array expected";
-                            for (let i = 0; i < message.usage.length; ++i) {
-                                let error = $root.io.containerd.cgroups.v2.IOEntry.verify(message.usage[i], _depth + 1);
-                                if (error)
-                                    return "usage." + error;
-                            }
-                        }
-                        return null;
-                    };
-
                     IOStat.fromObject = function (object, _depth) {
                         if (object instanceof $root.io.containerd.cgroups.v2.IOStat)
                             return object;
@@ -8631,12 +7406,6 @@ export const io = $root.io = (() => {
 
                     IOStat.prototype.toJSON = function() {
                         return IOStat.toObject(this, $protobuf.util.toJSONOptions);
-                    };
-
-                    IOStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v2.IOStat";
                     };
 
                     return IOStat;
@@ -8685,10 +7454,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    IOEntry.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     IOEntry.decode = function (reader, length, _end, _depth, _target) {
@@ -8787,40 +7552,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    IOEntry.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    IOEntry.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.major != null && $Object.hasOwnProperty.call(message, "major"))
-                            if (!$util.isInteger(message.major) && !(message.major && $util.isInteger(message.major.low) && $util.isInteger(message.major.high)))
-                                return "major: integer|Long expected";
-                        if (message.minor != null && $Object.hasOwnProperty.call(message, "minor"))
-                            if (!$util.isInteger(message.minor) && !(message.minor && $util.isInteger(message.minor.low) && $util.isInteger(message.minor.high)))
-                                return "minor: integer|Long expected";
-                        if (message.rbytes != null && $Object.hasOwnProperty.call(message, "rbytes"))
-                            if (!$util.isInteger(message.rbytes) && !(message.rbytes && $util.isInteger(message.rbytes.low) && $util.isInteger(message.rbytes.high)))
-                                return "rbytes: integer|Long expected";
-                        if (message.wbytes != null && $Object.hasOwnProperty.call(message, "wbytes"))
-                            if (!$util.isInteger(message.wbytes) && !(message.wbytes && $util.isInteger(message.wbytes.low) && $util.isInteger(message.wbytes.high)))
-                                return "wbytes: integer|Long expected";
-                        if (message.rios != null && $Object.hasOwnProperty.call(message, "rios"))
-                            if (!$util.isInteger(message.rios) && !(message.rios && $util.isInteger(message.rios.low) && $util.isInteger(message.rios.high)))
-                                return "rios: integer|Long expected";
-                        if (message.wios != null && $Object.hasOwnProperty.call(message, "wios"))
-                            if (!$util.isInteger(message.wios) && !(message.wios && $util.isInteger(message.wios.low) && $util.isInteger(message.wios.high)))
-                                return "wios: integer|Long expected";
-                        return null;
                     };
 
                     IOEntry.fromObject = function (object, _depth) {
@@ -8985,12 +7716,6 @@ export const io = $root.io = (() => {
                         return IOEntry.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    IOEntry.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v2.IOEntry";
-                    };
-
                     return IOEntry;
                 })();
 
@@ -9028,10 +7753,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    HugeTlbStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     HugeTlbStat.decode = function (reader, length, _end, _depth, _target) {
@@ -9103,31 +7824,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    HugeTlbStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    HugeTlbStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.current != null && $Object.hasOwnProperty.call(message, "current"))
-                            if (!$util.isInteger(message.current) && !(message.current && $util.isInteger(message.current.low) && $util.isInteger(message.current.high)))
-                                return "current: integer|Long expected";
-                        if (message.max != null && $Object.hasOwnProperty.call(message, "max"))
-                            if (!$util.isInteger(message.max) && !(message.max && $util.isInteger(message.max.low) && $util.isInteger(message.max.high)))
-                                return "max: integer|Long expected";
-                        if (message.pagesize != null && $Object.hasOwnProperty.call(message, "pagesize"))
-                            if (!$util.isString(message.pagesize))
-                                return "pagesize: string expected";
-                        return null;
                     };
 
                     HugeTlbStat.fromObject = function (object, _depth) {
@@ -9210,12 +7906,6 @@ export const io = $root.io = (() => {
                         return HugeTlbStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    HugeTlbStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v2.HugeTlbStat";
-                    };
-
                     return HugeTlbStat;
                 })();
 
@@ -9271,10 +7961,6 @@ export const io = $root.io = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    NetworkStat.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     NetworkStat.decode = function (reader, length, _end, _depth, _target) {
@@ -9400,49 +8086,6 @@ export const io = $root.io = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    NetworkStat.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    NetworkStat.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.name != null && $Object.hasOwnProperty.call(message, "name"))
-                            if (!$util.isString(message.name))
-                                return "name: string expected";
-                        if (message.rxBytes != null && $Object.hasOwnProperty.call(message, "rxBytes"))
-                            if (!$util.isInteger(message.rxBytes) && !(message.rxBytes && $util.isInteger(message.rxBytes.low) && $util.isInteger(message.rxBytes.high)))
-                                return "rxBytes: integer|Long expected";
-                        if (message.rxPackets != null && $Object.hasOwnProperty.call(message, "rxPackets"))
-                            if (!$util.isInteger(message.rxPackets) && !(message.rxPackets && $util.isInteger(message.rxPackets.low) && $util.isInteger(message.rxPackets.high)))
-                                return "rxPackets: integer|Long expected";
-                        if (message.rxErrors != null && $Object.hasOwnProperty.call(message, "rxErrors"))
-                            if (!$util.isInteger(message.rxErrors) && !(message.rxErrors && $util.isInteger(message.rxErrors.low) && $util.isInteger(message.rxErrors.high)))
-                                return "rxErrors: integer|Long expected";
-                        if (message.rxDropped != null && $Object.hasOwnProperty.call(message, "rxDropped"))
-                            if (!$util.isInteger(message.rxDropped) && !(message.rxDropped && $util.isInteger(message.rxDropped.low) && $util.isInteger(message.rxDropped.high)))
-                                return "rxDropped: integer|Long expected";
-                        if (message.txBytes != null && $Object.hasOwnProperty.call(message, "txBytes"))
-                            if (!$util.isInteger(message.txBytes) && !(message.txBytes && $util.isInteger(message.txBytes.low) && $util.isInteger(message.txBytes.high)))
-                                return "txBytes: integer|Long expected";
-                        if (message.txPackets != null && $Object.hasOwnProperty.call(message, "txPackets"))
-                            if (!$util.isInteger(message.txPackets) && !(message.txPackets && $util.isInteger(message.txPackets.low) && $util.isInteger(message.txPackets.high)))
-                                return "txPackets: integer|Long expected";
-                        if (message.txErrors != null && $Object.hasOwnProperty.call(message, "txErrors"))
-                            if (!$util.isInteger(message.txErrors) && !(message.txErrors && $util.isInteger(message.txErrors.low) && $util.isInteger(message.txErrors.high)))
-                                return "txErrors: integer|Long expected";
-                        if (message.txDropped != null && $Object.hasOwnProperty.call(message, "txDropped"))
-                            if (!$util.isInteger(message.txDropped) && !(message.txDropped && $util.isInteger(message.txDropped.low) && $util.isInteger(message.txDropped.high)))
-                                return "txDropped: integer|Long expected";
-                        return null;
                     };
 
                     NetworkStat.fromObject = function (object, _depth) {
@@ -9657,12 +8300,6 @@ export const io = $root.io = (() => {
                         return NetworkStat.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    NetworkStat.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/io.containerd.cgroups.v2.NetworkStat";
-                    };
-
                     return NetworkStat;
                 })();
 
@@ -9742,10 +8379,6 @@ export const containerd = $root.containerd = (() => {
                         return writer;
                     };
 
-                    Extension.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
-                    };
-
                     Extension.decode = function (reader, length, _end, _depth, _target) {
                         if (!(reader instanceof $Reader))
                             reader = $Reader.create(reader);
@@ -9796,27 +8429,6 @@ export const containerd = $root.containerd = (() => {
                         return message;
                     };
 
-                    Extension.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    Extension.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.value != null && $Object.hasOwnProperty.call(message, "value")) {
-                            let error = $root.google.protobuf.Any.verify(message.value, _depth + 1);
-                            if (error)
-                                return "value." + error;
-                        }
-                        return null;
-                    };
-
                     Extension.fromObject = function (object, _depth) {
                         if (object instanceof $root.containerd.runtime.bootstrap.v1.Extension)
                             return object;
@@ -9852,12 +8464,6 @@ export const containerd = $root.containerd = (() => {
 
                     Extension.prototype.toJSON = function() {
                         return Extension.toObject(this, $protobuf.util.toJSONOptions);
-                    };
-
-                    Extension.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/containerd.runtime.bootstrap.v1.Extension";
                     };
 
                     return Extension;
@@ -9925,10 +8531,6 @@ export const containerd = $root.containerd = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    BootstrapParams.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     BootstrapParams.decode = function (reader, length, _end, _depth, _target) {
@@ -10051,58 +8653,6 @@ export const containerd = $root.containerd = (() => {
                         if (_end !== $undefined)
                             throw $Error("missing end group");
                         return message;
-                    };
-
-                    BootstrapParams.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    BootstrapParams.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        let properties = {};
-                        if (message.instanceId != null && $Object.hasOwnProperty.call(message, "instanceId"))
-                            if (!$util.isString(message.instanceId))
-                                return "instanceId: string expected";
-                        if (message.namespace != null && $Object.hasOwnProperty.call(message, "namespace"))
-                            if (!$util.isString(message.namespace))
-                                return "namespace: string expected";
-                        if (message.logLevel != null && $Object.hasOwnProperty.call(message, "logLevel"))
-                            if (typeof message.logLevel !== "number" || (message.logLevel | 0) !== message.logLevel)
-                                return "logLevel: enum value expected";
-                        if (message.containerdVersion != null && $Object.hasOwnProperty.call(message, "containerdVersion"))
-                            if (!$util.isString(message.containerdVersion))
-                                return "containerdVersion: string expected";
-                        if (message.containerdTtrpcAddress != null && $Object.hasOwnProperty.call(message, "containerdTtrpcAddress"))
-                            if (!$util.isString(message.containerdTtrpcAddress))
-                                return "containerdTtrpcAddress: string expected";
-                        if (message.containerdGrpcAddress != null && $Object.hasOwnProperty.call(message, "containerdGrpcAddress"))
-                            if (!$util.isString(message.containerdGrpcAddress))
-                                return "containerdGrpcAddress: string expected";
-                        if (message.containerdBinary != null && $Object.hasOwnProperty.call(message, "containerdBinary"))
-                            if (!$util.isString(message.containerdBinary))
-                                return "containerdBinary: string expected";
-                        if (message.extensions != null && $Object.hasOwnProperty.call(message, "extensions")) {
-                            if (!$Array.isArray(message.extensions))
-                                return "extensions: array expected";
-                            for (let i = 0; i < message.extensions.length; ++i) {
-                                let error = $root.containerd.runtime.bootstrap.v1.Extension.verify(message.extensions[i], _depth + 1);
-                                if (error)
-                                    return "extensions." + error;
-                            }
-                        }
-                        if (message.socketDir != null && $Object.hasOwnProperty.call(message, "socketDir")) {
-                            properties._socketDir = 1;
-                            if (!$util.isString(message.socketDir))
-                                return "socketDir: string expected";
-                        }
-                        return null;
                     };
 
                     BootstrapParams.fromObject = function (object, _depth) {
@@ -10229,12 +8779,6 @@ export const containerd = $root.containerd = (() => {
                         return BootstrapParams.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    BootstrapParams.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/containerd.runtime.bootstrap.v1.BootstrapParams";
-                    };
-
                     return BootstrapParams;
                 })();
 
@@ -10281,10 +8825,6 @@ export const containerd = $root.containerd = (() => {
                             for (let i = 0; i < message.$unknowns.length; ++i)
                                 writer.raw(message.$unknowns[i]);
                         return writer;
-                    };
-
-                    BootstrapResult.encodeDelimited = function(message, writer) {
-                        return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                     };
 
                     BootstrapResult.decode = function (reader, length, _end, _depth, _target) {
@@ -10408,46 +8948,6 @@ export const containerd = $root.containerd = (() => {
                         return message;
                     };
 
-                    BootstrapResult.decodeDelimited = function(reader) {
-                        if (!(reader instanceof $Reader))
-                            reader = new $Reader(reader);
-                        return this.decode(reader, reader.size());
-                    };
-
-                    BootstrapResult.verify = function (message, _depth) {
-                        if (typeof message !== "object" || message === null)
-                            return "object expected";
-                        if (_depth === $undefined)
-                            _depth = 0;
-                        if (_depth > $util.recursionLimit)
-                            return "max depth exceeded";
-                        if (message.version != null && $Object.hasOwnProperty.call(message, "version"))
-                            if (!$util.isInteger(message.version))
-                                return "version: integer expected";
-                        if (message.address != null && $Object.hasOwnProperty.call(message, "address"))
-                            if (!$util.isString(message.address))
-                                return "address: string expected";
-                        if (message.protocol != null && $Object.hasOwnProperty.call(message, "protocol"))
-                            if (!$util.isString(message.protocol))
-                                return "protocol: string expected";
-                        if (message.capabilities != null && $Object.hasOwnProperty.call(message, "capabilities")) {
-                            if (!$Array.isArray(message.capabilities))
-                                return "capabilities: array expected";
-                            for (let i = 0; i < message.capabilities.length; ++i)
-                                if (typeof message.capabilities[i] !== "number" || (message.capabilities[i] | 0) !== message.capabilities[i])
-                                    return "capabilities: enum value[] expected";
-                        }
-                        if (message.metadata != null && $Object.hasOwnProperty.call(message, "metadata")) {
-                            if (!$util.isObject(message.metadata))
-                                return "metadata: object expected";
-                            let key = $Object.keys(message.metadata);
-                            for (let i = 0; i < key.length; ++i)
-                                if (!$util.isString(message.metadata[key[i]]))
-                                    return "metadata: string{k:string} expected";
-                        }
-                        return null;
-                    };
-
                     BootstrapResult.fromObject = function (object, _depth) {
                         if (object instanceof $root.containerd.runtime.bootstrap.v1.BootstrapResult)
                             return object;
@@ -10539,12 +9039,6 @@ export const containerd = $root.containerd = (() => {
                         return BootstrapResult.toObject(this, $protobuf.util.toJSONOptions);
                     };
 
-                    BootstrapResult.getTypeUrl = function(prefix) {
-                        if (prefix === $undefined)
-                            prefix = "type.googleapis.com";
-                        return prefix + "/containerd.runtime.bootstrap.v1.BootstrapResult";
-                    };
-
                     return BootstrapResult;
                 })();
 
@@ -10631,10 +9125,6 @@ export const containerd = $root.containerd = (() => {
                             return writer;
                         };
 
-                        ForwardRequest.encodeDelimited = function(message, writer) {
-                            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
-                        };
-
                         ForwardRequest.decode = function (reader, length, _end, _depth, _target) {
                             if (!(reader instanceof $Reader))
                                 reader = $Reader.create(reader);
@@ -10685,27 +9175,6 @@ export const containerd = $root.containerd = (() => {
                             return message;
                         };
 
-                        ForwardRequest.decodeDelimited = function(reader) {
-                            if (!(reader instanceof $Reader))
-                                reader = new $Reader(reader);
-                            return this.decode(reader, reader.size());
-                        };
-
-                        ForwardRequest.verify = function (message, _depth) {
-                            if (typeof message !== "object" || message === null)
-                                return "object expected";
-                            if (_depth === $undefined)
-                                _depth = 0;
-                            if (_depth > $util.recursionLimit)
-                                return "max depth exceeded";
-                            if (message.envelope != null && $Object.hasOwnProperty.call(message, "envelope")) {
-                                let error = $root.containerd.services.events.ttrpc.v1.Envelope.verify(message.envelope, _depth + 1);
-                                if (error)
-                                    return "envelope." + error;
-                            }
-                            return null;
-                        };
-
                         ForwardRequest.fromObject = function (object, _depth) {
                             if (object instanceof $root.containerd.services.events.ttrpc.v1.ForwardRequest)
                                 return object;
@@ -10741,12 +9210,6 @@ export const containerd = $root.containerd = (() => {
 
                         ForwardRequest.prototype.toJSON = function() {
                             return ForwardRequest.toObject(this, $protobuf.util.toJSONOptions);
-                        };
-
-                        ForwardRequest.getTypeUrl = function(prefix) {
-                            if (prefix === $undefined)
-                                prefix = "type.googleapis.com";
-                            return prefix + "/containerd.services.events.ttrpc.v1.ForwardRequest";
                         };
 
                         return ForwardRequest;
@@ -10789,10 +9252,6 @@ export const containerd = $root.containerd = (() => {
                                 for (let i = 0; i < message.$unknowns.length; ++i)
                                     writer.raw(message.$unknowns[i]);
                             return writer;
-                        };
-
-                        Envelope.encodeDelimited = function(message, writer) {
-                            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                         };
 
                         Envelope.decode = function (reader, length, _end, _depth, _target) {
@@ -10869,38 +9328,6 @@ export const containerd = $root.containerd = (() => {
                             return message;
                         };
 
-                        Envelope.decodeDelimited = function(reader) {
-                            if (!(reader instanceof $Reader))
-                                reader = new $Reader(reader);
-                            return this.decode(reader, reader.size());
-                        };
-
-                        Envelope.verify = function (message, _depth) {
-                            if (typeof message !== "object" || message === null)
-                                return "object expected";
-                            if (_depth === $undefined)
-                                _depth = 0;
-                            if (_depth > $util.recursionLimit)
-                                return "max depth exceeded";
-                            if (message.timestamp != null && $Object.hasOwnProperty.call(message, "timestamp")) {
-                                let error = $root.google.protobuf.Timestamp.verify(message.timestamp, _depth + 1);
-                                if (error)
-                                    return "timestamp." + error;
-                            }
-                            if (message.namespace != null && $Object.hasOwnProperty.call(message, "namespace"))
-                                if (!$util.isString(message.namespace))
-                                    return "namespace: string expected";
-                            if (message.topic != null && $Object.hasOwnProperty.call(message, "topic"))
-                                if (!$util.isString(message.topic))
-                                    return "topic: string expected";
-                            if (message.event != null && $Object.hasOwnProperty.call(message, "event")) {
-                                let error = $root.google.protobuf.Any.verify(message.event, _depth + 1);
-                                if (error)
-                                    return "event." + error;
-                            }
-                            return null;
-                        };
-
                         Envelope.fromObject = function (object, _depth) {
                             if (object instanceof $root.containerd.services.events.ttrpc.v1.Envelope)
                                 return object;
@@ -10957,12 +9384,6 @@ export const containerd = $root.containerd = (() => {
 
                         Envelope.prototype.toJSON = function() {
                             return Envelope.toObject(this, $protobuf.util.toJSONOptions);
-                        };
-
-                        Envelope.getTypeUrl = function(prefix) {
-                            if (prefix === $undefined)
-                                prefix = "type.googleapis.com";
-                            return prefix + "/containerd.services.events.ttrpc.v1.Envelope";
                         };
 
                         return Envelope;
@@ -11029,10 +9450,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            TaskCreate.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             TaskCreate.decode = function (reader, length, _end, _depth, _target) {
@@ -11129,48 +9546,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            TaskCreate.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            TaskCreate.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                    if (!$util.isString(message.containerId))
-                        return "containerId: string expected";
-                if (message.bundle != null && $Object.hasOwnProperty.call(message, "bundle"))
-                    if (!$util.isString(message.bundle))
-                        return "bundle: string expected";
-                if (message.rootfs != null && $Object.hasOwnProperty.call(message, "rootfs")) {
-                    if (!$Array.isArray(message.rootfs))
-                        return "rootfs: array expected";
-                    for (let i = 0; i < message.rootfs.length; ++i) {
-                        let error = $root.containerd.types.Mount.verify(message.rootfs[i], _depth + 1);
-                        if (error)
-                            return "rootfs." + error;
-                    }
-                }
-                if (message.io != null && $Object.hasOwnProperty.call(message, "io")) {
-                    let error = $root.containerd.events.TaskIO.verify(message.io, _depth + 1);
-                    if (error)
-                        return "io." + error;
-                }
-                if (message.checkpoint != null && $Object.hasOwnProperty.call(message, "checkpoint"))
-                    if (!$util.isString(message.checkpoint))
-                        return "checkpoint: string expected";
-                if (message.pid != null && $Object.hasOwnProperty.call(message, "pid"))
-                    if (!$util.isInteger(message.pid))
-                        return "pid: integer expected";
-                return null;
-            };
-
             TaskCreate.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.events.TaskCreate)
                     return object;
@@ -11250,12 +9625,6 @@ export const containerd = $root.containerd = (() => {
                 return TaskCreate.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            TaskCreate.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.events.TaskCreate";
-            };
-
             return TaskCreate;
         })();
 
@@ -11290,10 +9659,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            TaskStart.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             TaskStart.decode = function (reader, length, _end, _depth, _target) {
@@ -11358,28 +9723,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            TaskStart.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            TaskStart.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                    if (!$util.isString(message.containerId))
-                        return "containerId: string expected";
-                if (message.pid != null && $Object.hasOwnProperty.call(message, "pid"))
-                    if (!$util.isInteger(message.pid))
-                        return "pid: integer expected";
-                return null;
-            };
-
             TaskStart.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.events.TaskStart)
                     return object;
@@ -11420,12 +9763,6 @@ export const containerd = $root.containerd = (() => {
 
             TaskStart.prototype.toJSON = function() {
                 return TaskStart.toObject(this, $protobuf.util.toJSONOptions);
-            };
-
-            TaskStart.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.events.TaskStart";
             };
 
             return TaskStart;
@@ -11471,10 +9808,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            TaskDelete.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             TaskDelete.decode = function (reader, length, _end, _depth, _target) {
@@ -11563,39 +9896,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            TaskDelete.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            TaskDelete.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                    if (!$util.isString(message.containerId))
-                        return "containerId: string expected";
-                if (message.pid != null && $Object.hasOwnProperty.call(message, "pid"))
-                    if (!$util.isInteger(message.pid))
-                        return "pid: integer expected";
-                if (message.exitStatus != null && $Object.hasOwnProperty.call(message, "exitStatus"))
-                    if (!$util.isInteger(message.exitStatus))
-                        return "exitStatus: integer expected";
-                if (message.exitedAt != null && $Object.hasOwnProperty.call(message, "exitedAt")) {
-                    let error = $root.google.protobuf.Timestamp.verify(message.exitedAt, _depth + 1);
-                    if (error)
-                        return "exitedAt." + error;
-                }
-                if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                    if (!$util.isString(message.id))
-                        return "id: string expected";
-                return null;
-            };
-
             TaskDelete.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.events.TaskDelete)
                     return object;
@@ -11658,12 +9958,6 @@ export const containerd = $root.containerd = (() => {
                 return TaskDelete.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            TaskDelete.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.events.TaskDelete";
-            };
-
             return TaskDelete;
         })();
 
@@ -11704,10 +9998,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            TaskIO.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             TaskIO.decode = function (reader, length, _end, _depth, _target) {
@@ -11790,34 +10080,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            TaskIO.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            TaskIO.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.stdin != null && $Object.hasOwnProperty.call(message, "stdin"))
-                    if (!$util.isString(message.stdin))
-                        return "stdin: string expected";
-                if (message.stdout != null && $Object.hasOwnProperty.call(message, "stdout"))
-                    if (!$util.isString(message.stdout))
-                        return "stdout: string expected";
-                if (message.stderr != null && $Object.hasOwnProperty.call(message, "stderr"))
-                    if (!$util.isString(message.stderr))
-                        return "stderr: string expected";
-                if (message.terminal != null && $Object.hasOwnProperty.call(message, "terminal"))
-                    if (typeof message.terminal !== "boolean")
-                        return "terminal: boolean expected";
-                return null;
-            };
-
             TaskIO.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.events.TaskIO)
                     return object;
@@ -11872,12 +10134,6 @@ export const containerd = $root.containerd = (() => {
                 return TaskIO.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            TaskIO.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.events.TaskIO";
-            };
-
             return TaskIO;
         })();
 
@@ -11921,10 +10177,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            TaskExit.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             TaskExit.decode = function (reader, length, _end, _depth, _target) {
@@ -12013,39 +10265,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            TaskExit.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            TaskExit.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                    if (!$util.isString(message.containerId))
-                        return "containerId: string expected";
-                if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                    if (!$util.isString(message.id))
-                        return "id: string expected";
-                if (message.pid != null && $Object.hasOwnProperty.call(message, "pid"))
-                    if (!$util.isInteger(message.pid))
-                        return "pid: integer expected";
-                if (message.exitStatus != null && $Object.hasOwnProperty.call(message, "exitStatus"))
-                    if (!$util.isInteger(message.exitStatus))
-                        return "exitStatus: integer expected";
-                if (message.exitedAt != null && $Object.hasOwnProperty.call(message, "exitedAt")) {
-                    let error = $root.google.protobuf.Timestamp.verify(message.exitedAt, _depth + 1);
-                    if (error)
-                        return "exitedAt." + error;
-                }
-                return null;
-            };
-
             TaskExit.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.events.TaskExit)
                     return object;
@@ -12108,12 +10327,6 @@ export const containerd = $root.containerd = (() => {
                 return TaskExit.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            TaskExit.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.events.TaskExit";
-            };
-
             return TaskExit;
         })();
 
@@ -12145,10 +10358,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            TaskOOM.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             TaskOOM.decode = function (reader, length, _end, _depth, _target) {
@@ -12204,25 +10413,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            TaskOOM.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            TaskOOM.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                    if (!$util.isString(message.containerId))
-                        return "containerId: string expected";
-                return null;
-            };
-
             TaskOOM.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.events.TaskOOM)
                     return object;
@@ -12256,12 +10446,6 @@ export const containerd = $root.containerd = (() => {
 
             TaskOOM.prototype.toJSON = function() {
                 return TaskOOM.toObject(this, $protobuf.util.toJSONOptions);
-            };
-
-            TaskOOM.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.events.TaskOOM";
             };
 
             return TaskOOM;
@@ -12298,10 +10482,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            TaskExecAdded.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             TaskExecAdded.decode = function (reader, length, _end, _depth, _target) {
@@ -12366,28 +10546,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            TaskExecAdded.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            TaskExecAdded.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                    if (!$util.isString(message.containerId))
-                        return "containerId: string expected";
-                if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                    if (!$util.isString(message.execId))
-                        return "execId: string expected";
-                return null;
-            };
-
             TaskExecAdded.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.events.TaskExecAdded)
                     return object;
@@ -12430,12 +10588,6 @@ export const containerd = $root.containerd = (() => {
                 return TaskExecAdded.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            TaskExecAdded.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.events.TaskExecAdded";
-            };
-
             return TaskExecAdded;
         })();
 
@@ -12473,10 +10625,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            TaskExecStarted.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             TaskExecStarted.decode = function (reader, length, _end, _depth, _target) {
@@ -12550,31 +10698,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            TaskExecStarted.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            TaskExecStarted.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                    if (!$util.isString(message.containerId))
-                        return "containerId: string expected";
-                if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                    if (!$util.isString(message.execId))
-                        return "execId: string expected";
-                if (message.pid != null && $Object.hasOwnProperty.call(message, "pid"))
-                    if (!$util.isInteger(message.pid))
-                        return "pid: integer expected";
-                return null;
-            };
-
             TaskExecStarted.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.events.TaskExecStarted)
                     return object;
@@ -12623,12 +10746,6 @@ export const containerd = $root.containerd = (() => {
                 return TaskExecStarted.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            TaskExecStarted.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.events.TaskExecStarted";
-            };
-
             return TaskExecStarted;
         })();
 
@@ -12660,10 +10777,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            TaskPaused.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             TaskPaused.decode = function (reader, length, _end, _depth, _target) {
@@ -12719,25 +10832,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            TaskPaused.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            TaskPaused.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                    if (!$util.isString(message.containerId))
-                        return "containerId: string expected";
-                return null;
-            };
-
             TaskPaused.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.events.TaskPaused)
                     return object;
@@ -12773,12 +10867,6 @@ export const containerd = $root.containerd = (() => {
                 return TaskPaused.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            TaskPaused.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.events.TaskPaused";
-            };
-
             return TaskPaused;
         })();
 
@@ -12810,10 +10898,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            TaskResumed.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             TaskResumed.decode = function (reader, length, _end, _depth, _target) {
@@ -12869,25 +10953,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            TaskResumed.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            TaskResumed.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                    if (!$util.isString(message.containerId))
-                        return "containerId: string expected";
-                return null;
-            };
-
             TaskResumed.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.events.TaskResumed)
                     return object;
@@ -12921,12 +10986,6 @@ export const containerd = $root.containerd = (() => {
 
             TaskResumed.prototype.toJSON = function() {
                 return TaskResumed.toObject(this, $protobuf.util.toJSONOptions);
-            };
-
-            TaskResumed.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.events.TaskResumed";
             };
 
             return TaskResumed;
@@ -12963,10 +11022,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            TaskCheckpointed.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             TaskCheckpointed.decode = function (reader, length, _end, _depth, _target) {
@@ -13031,28 +11086,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            TaskCheckpointed.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            TaskCheckpointed.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                    if (!$util.isString(message.containerId))
-                        return "containerId: string expected";
-                if (message.checkpoint != null && $Object.hasOwnProperty.call(message, "checkpoint"))
-                    if (!$util.isString(message.checkpoint))
-                        return "checkpoint: string expected";
-                return null;
-            };
-
             TaskCheckpointed.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.events.TaskCheckpointed)
                     return object;
@@ -13093,12 +11126,6 @@ export const containerd = $root.containerd = (() => {
 
             TaskCheckpointed.prototype.toJSON = function() {
                 return TaskCheckpointed.toObject(this, $protobuf.util.toJSONOptions);
-            };
-
-            TaskCheckpointed.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.events.TaskCheckpointed";
             };
 
             return TaskCheckpointed;
@@ -13150,10 +11177,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            Mount.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             Mount.decode = function (reader, length, _end, _depth, _target) {
@@ -13235,38 +11258,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            Mount.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            Mount.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.type != null && $Object.hasOwnProperty.call(message, "type"))
-                    if (!$util.isString(message.type))
-                        return "type: string expected";
-                if (message.source != null && $Object.hasOwnProperty.call(message, "source"))
-                    if (!$util.isString(message.source))
-                        return "source: string expected";
-                if (message.target != null && $Object.hasOwnProperty.call(message, "target"))
-                    if (!$util.isString(message.target))
-                        return "target: string expected";
-                if (message.options != null && $Object.hasOwnProperty.call(message, "options")) {
-                    if (!$Array.isArray(message.options))
-                        return "options: array expected";
-                    for (let i = 0; i < message.options.length; ++i)
-                        if (!$util.isString(message.options[i]))
-                            return "options: string[] expected";
-                }
-                return null;
-            };
-
             Mount.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.types.Mount)
                     return object;
@@ -13329,12 +11320,6 @@ export const containerd = $root.containerd = (() => {
                 return Mount.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            Mount.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.types.Mount";
-            };
-
             return Mount;
         })();
 
@@ -13375,10 +11360,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            Envelope.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             Envelope.decode = function (reader, length, _end, _depth, _target) {
@@ -13455,38 +11436,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            Envelope.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            Envelope.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.timestamp != null && $Object.hasOwnProperty.call(message, "timestamp")) {
-                    let error = $root.google.protobuf.Timestamp.verify(message.timestamp, _depth + 1);
-                    if (error)
-                        return "timestamp." + error;
-                }
-                if (message.namespace != null && $Object.hasOwnProperty.call(message, "namespace"))
-                    if (!$util.isString(message.namespace))
-                        return "namespace: string expected";
-                if (message.topic != null && $Object.hasOwnProperty.call(message, "topic"))
-                    if (!$util.isString(message.topic))
-                        return "topic: string expected";
-                if (message.event != null && $Object.hasOwnProperty.call(message, "event")) {
-                    let error = $root.google.protobuf.Any.verify(message.event, _depth + 1);
-                    if (error)
-                        return "event." + error;
-                }
-                return null;
-            };
-
             Envelope.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.types.Envelope)
                     return object;
@@ -13545,12 +11494,6 @@ export const containerd = $root.containerd = (() => {
                 return Envelope.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            Envelope.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.types.Envelope";
-            };
-
             return Envelope;
         })();
 
@@ -13585,10 +11528,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            RuntimeVersion.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             RuntimeVersion.decode = function (reader, length, _end, _depth, _target) {
@@ -13653,28 +11592,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            RuntimeVersion.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            RuntimeVersion.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.version != null && $Object.hasOwnProperty.call(message, "version"))
-                    if (!$util.isString(message.version))
-                        return "version: string expected";
-                if (message.revision != null && $Object.hasOwnProperty.call(message, "revision"))
-                    if (!$util.isString(message.revision))
-                        return "revision: string expected";
-                return null;
-            };
-
             RuntimeVersion.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.types.RuntimeVersion)
                     return object;
@@ -13715,12 +11632,6 @@ export const containerd = $root.containerd = (() => {
 
             RuntimeVersion.prototype.toJSON = function() {
                 return RuntimeVersion.toObject(this, $protobuf.util.toJSONOptions);
-            };
-
-            RuntimeVersion.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.types.RuntimeVersion";
             };
 
             return RuntimeVersion;
@@ -13768,10 +11679,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            RuntimeInfo.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             RuntimeInfo.decode = function (reader, length, _end, _depth, _target) {
@@ -13881,48 +11788,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            RuntimeInfo.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            RuntimeInfo.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.name != null && $Object.hasOwnProperty.call(message, "name"))
-                    if (!$util.isString(message.name))
-                        return "name: string expected";
-                if (message.version != null && $Object.hasOwnProperty.call(message, "version")) {
-                    let error = $root.containerd.types.RuntimeVersion.verify(message.version, _depth + 1);
-                    if (error)
-                        return "version." + error;
-                }
-                if (message.options != null && $Object.hasOwnProperty.call(message, "options")) {
-                    let error = $root.google.protobuf.Any.verify(message.options, _depth + 1);
-                    if (error)
-                        return "options." + error;
-                }
-                if (message.features != null && $Object.hasOwnProperty.call(message, "features")) {
-                    let error = $root.google.protobuf.Any.verify(message.features, _depth + 1);
-                    if (error)
-                        return "features." + error;
-                }
-                if (message.annotations != null && $Object.hasOwnProperty.call(message, "annotations")) {
-                    if (!$util.isObject(message.annotations))
-                        return "annotations: object expected";
-                    let key = $Object.keys(message.annotations);
-                    for (let i = 0; i < key.length; ++i)
-                        if (!$util.isString(message.annotations[key[i]]))
-                            return "annotations: string{k:string} expected";
-                }
-                return null;
-            };
-
             RuntimeInfo.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.types.RuntimeInfo)
                     return object;
@@ -14004,12 +11869,6 @@ export const containerd = $root.containerd = (() => {
                 return RuntimeInfo.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            RuntimeInfo.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.types.RuntimeInfo";
-            };
-
             return RuntimeInfo;
         })();
 
@@ -14047,10 +11906,6 @@ export const containerd = $root.containerd = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            Metric.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             Metric.decode = function (reader, length, _end, _depth, _target) {
@@ -14118,35 +11973,6 @@ export const containerd = $root.containerd = (() => {
                 return message;
             };
 
-            Metric.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            Metric.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.timestamp != null && $Object.hasOwnProperty.call(message, "timestamp")) {
-                    let error = $root.google.protobuf.Timestamp.verify(message.timestamp, _depth + 1);
-                    if (error)
-                        return "timestamp." + error;
-                }
-                if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                    if (!$util.isString(message.id))
-                        return "id: string expected";
-                if (message.data != null && $Object.hasOwnProperty.call(message, "data")) {
-                    let error = $root.google.protobuf.Any.verify(message.data, _depth + 1);
-                    if (error)
-                        return "data." + error;
-                }
-                return null;
-            };
-
             Metric.fromObject = function (object, _depth) {
                 if (object instanceof $root.containerd.types.Metric)
                     return object;
@@ -14197,12 +12023,6 @@ export const containerd = $root.containerd = (() => {
 
             Metric.prototype.toJSON = function() {
                 return Metric.toObject(this, $protobuf.util.toJSONOptions);
-            };
-
-            Metric.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/containerd.types.Metric";
             };
 
             return Metric;
@@ -14280,10 +12100,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                Options.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 Options.decode = function (reader, length, _end, _depth, _target) {
@@ -14438,58 +12254,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                Options.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                Options.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.noPivotRoot != null && $Object.hasOwnProperty.call(message, "noPivotRoot"))
-                        if (typeof message.noPivotRoot !== "boolean")
-                            return "noPivotRoot: boolean expected";
-                    if (message.noNewKeyring != null && $Object.hasOwnProperty.call(message, "noNewKeyring"))
-                        if (typeof message.noNewKeyring !== "boolean")
-                            return "noNewKeyring: boolean expected";
-                    if (message.shimCgroup != null && $Object.hasOwnProperty.call(message, "shimCgroup"))
-                        if (!$util.isString(message.shimCgroup))
-                            return "shimCgroup: string expected";
-                    if (message.ioUid != null && $Object.hasOwnProperty.call(message, "ioUid"))
-                        if (!$util.isInteger(message.ioUid))
-                            return "ioUid: integer expected";
-                    if (message.ioGid != null && $Object.hasOwnProperty.call(message, "ioGid"))
-                        if (!$util.isInteger(message.ioGid))
-                            return "ioGid: integer expected";
-                    if (message.binaryName != null && $Object.hasOwnProperty.call(message, "binaryName"))
-                        if (!$util.isString(message.binaryName))
-                            return "binaryName: string expected";
-                    if (message.root != null && $Object.hasOwnProperty.call(message, "root"))
-                        if (!$util.isString(message.root))
-                            return "root: string expected";
-                    if (message.systemdCgroup != null && $Object.hasOwnProperty.call(message, "systemdCgroup"))
-                        if (typeof message.systemdCgroup !== "boolean")
-                            return "systemdCgroup: boolean expected";
-                    if (message.criuImagePath != null && $Object.hasOwnProperty.call(message, "criuImagePath"))
-                        if (!$util.isString(message.criuImagePath))
-                            return "criuImagePath: string expected";
-                    if (message.criuWorkPath != null && $Object.hasOwnProperty.call(message, "criuWorkPath"))
-                        if (!$util.isString(message.criuWorkPath))
-                            return "criuWorkPath: string expected";
-                    if (message.taskApiAddress != null && $Object.hasOwnProperty.call(message, "taskApiAddress"))
-                        if (!$util.isString(message.taskApiAddress))
-                            return "taskApiAddress: string expected";
-                    if (message.taskApiVersion != null && $Object.hasOwnProperty.call(message, "taskApiVersion"))
-                        if (!$util.isInteger(message.taskApiVersion))
-                            return "taskApiVersion: integer expected";
-                    return null;
-                };
-
                 Options.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.runc.v1.Options)
                         return object;
@@ -14592,12 +12356,6 @@ export const containerd = $root.containerd = (() => {
                     return Options.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                Options.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.runc.v1.Options";
-                };
-
                 return Options;
             })();
 
@@ -14681,10 +12439,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                Process.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 Process.decode = function (reader, length, _end, _depth, _target) {
@@ -14818,54 +12572,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                Process.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                Process.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                        if (!$util.isString(message.containerId))
-                            return "containerId: string expected";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.pid != null && $Object.hasOwnProperty.call(message, "pid"))
-                        if (!$util.isInteger(message.pid))
-                            return "pid: integer expected";
-                    if (message.status != null && $Object.hasOwnProperty.call(message, "status"))
-                        if (typeof message.status !== "number" || (message.status | 0) !== message.status)
-                            return "status: enum value expected";
-                    if (message.stdin != null && $Object.hasOwnProperty.call(message, "stdin"))
-                        if (!$util.isString(message.stdin))
-                            return "stdin: string expected";
-                    if (message.stdout != null && $Object.hasOwnProperty.call(message, "stdout"))
-                        if (!$util.isString(message.stdout))
-                            return "stdout: string expected";
-                    if (message.stderr != null && $Object.hasOwnProperty.call(message, "stderr"))
-                        if (!$util.isString(message.stderr))
-                            return "stderr: string expected";
-                    if (message.terminal != null && $Object.hasOwnProperty.call(message, "terminal"))
-                        if (typeof message.terminal !== "boolean")
-                            return "terminal: boolean expected";
-                    if (message.exitStatus != null && $Object.hasOwnProperty.call(message, "exitStatus"))
-                        if (!$util.isInteger(message.exitStatus))
-                            return "exitStatus: integer expected";
-                    if (message.exitedAt != null && $Object.hasOwnProperty.call(message, "exitedAt")) {
-                        let error = $root.google.protobuf.Timestamp.verify(message.exitedAt, _depth + 1);
-                        if (error)
-                            return "exitedAt." + error;
-                    }
-                    return null;
-                };
-
                 Process.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.v1.types.Process)
                         return object;
@@ -14985,12 +12691,6 @@ export const containerd = $root.containerd = (() => {
                     return Process.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                Process.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.v1.types.Process";
-                };
-
                 return Process;
             })();
 
@@ -15025,10 +12725,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                ProcessInfo.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 ProcessInfo.decode = function (reader, length, _end, _depth, _target) {
@@ -15090,30 +12786,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                ProcessInfo.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                ProcessInfo.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.pid != null && $Object.hasOwnProperty.call(message, "pid"))
-                        if (!$util.isInteger(message.pid))
-                            return "pid: integer expected";
-                    if (message.info != null && $Object.hasOwnProperty.call(message, "info")) {
-                        let error = $root.google.protobuf.Any.verify(message.info, _depth + 1);
-                        if (error)
-                            return "info." + error;
-                    }
-                    return null;
-                };
-
                 ProcessInfo.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.v1.types.ProcessInfo)
                         return object;
@@ -15156,12 +12828,6 @@ export const containerd = $root.containerd = (() => {
 
                 ProcessInfo.prototype.toJSON = function() {
                     return ProcessInfo.toObject(this, $protobuf.util.toJSONOptions);
-                };
-
-                ProcessInfo.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.v1.types.ProcessInfo";
                 };
 
                 return ProcessInfo;
@@ -15476,10 +13142,6 @@ export const containerd = $root.containerd = (() => {
                     return writer;
                 };
 
-                CreateTaskRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
-                };
-
                 CreateTaskRequest.decode = function (reader, length, _end, _depth, _target) {
                     if (!(reader instanceof $Reader))
                         reader = $Reader.create(reader);
@@ -15610,60 +13272,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                CreateTaskRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                CreateTaskRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.bundle != null && $Object.hasOwnProperty.call(message, "bundle"))
-                        if (!$util.isString(message.bundle))
-                            return "bundle: string expected";
-                    if (message.rootfs != null && $Object.hasOwnProperty.call(message, "rootfs")) {
-                        if (!$Array.isArray(message.rootfs))
-                            return "rootfs: array expected";
-                        for (let i = 0; i < message.rootfs.length; ++i) {
-                            let error = $root.containerd.types.Mount.verify(message.rootfs[i], _depth + 1);
-                            if (error)
-                                return "rootfs." + error;
-                        }
-                    }
-                    if (message.terminal != null && $Object.hasOwnProperty.call(message, "terminal"))
-                        if (typeof message.terminal !== "boolean")
-                            return "terminal: boolean expected";
-                    if (message.stdin != null && $Object.hasOwnProperty.call(message, "stdin"))
-                        if (!$util.isString(message.stdin))
-                            return "stdin: string expected";
-                    if (message.stdout != null && $Object.hasOwnProperty.call(message, "stdout"))
-                        if (!$util.isString(message.stdout))
-                            return "stdout: string expected";
-                    if (message.stderr != null && $Object.hasOwnProperty.call(message, "stderr"))
-                        if (!$util.isString(message.stderr))
-                            return "stderr: string expected";
-                    if (message.checkpoint != null && $Object.hasOwnProperty.call(message, "checkpoint"))
-                        if (!$util.isString(message.checkpoint))
-                            return "checkpoint: string expected";
-                    if (message.parentCheckpoint != null && $Object.hasOwnProperty.call(message, "parentCheckpoint"))
-                        if (!$util.isString(message.parentCheckpoint))
-                            return "parentCheckpoint: string expected";
-                    if (message.options != null && $Object.hasOwnProperty.call(message, "options")) {
-                        let error = $root.google.protobuf.Any.verify(message.options, _depth + 1);
-                        if (error)
-                            return "options." + error;
-                    }
-                    return null;
-                };
-
                 CreateTaskRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.CreateTaskRequest)
                         return object;
@@ -15767,12 +13375,6 @@ export const containerd = $root.containerd = (() => {
                     return CreateTaskRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                CreateTaskRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.CreateTaskRequest";
-                };
-
                 return CreateTaskRequest;
             })();
 
@@ -15804,10 +13406,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                CreateTaskResponse.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 CreateTaskResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -15863,25 +13461,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                CreateTaskResponse.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                CreateTaskResponse.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.pid != null && $Object.hasOwnProperty.call(message, "pid"))
-                        if (!$util.isInteger(message.pid))
-                            return "pid: integer expected";
-                    return null;
-                };
-
                 CreateTaskResponse.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.CreateTaskResponse)
                         return object;
@@ -15915,12 +13494,6 @@ export const containerd = $root.containerd = (() => {
 
                 CreateTaskResponse.prototype.toJSON = function() {
                     return CreateTaskResponse.toObject(this, $protobuf.util.toJSONOptions);
-                };
-
-                CreateTaskResponse.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.CreateTaskResponse";
                 };
 
                 return CreateTaskResponse;
@@ -15957,10 +13530,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                DeleteRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 DeleteRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -16025,28 +13594,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                DeleteRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                DeleteRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                        if (!$util.isString(message.execId))
-                            return "execId: string expected";
-                    return null;
-                };
-
                 DeleteRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.DeleteRequest)
                         return object;
@@ -16089,12 +13636,6 @@ export const containerd = $root.containerd = (() => {
                     return DeleteRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                DeleteRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.DeleteRequest";
-                };
-
                 return DeleteRequest;
             })();
 
@@ -16132,10 +13673,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                DeleteResponse.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 DeleteResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -16206,33 +13743,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                DeleteResponse.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                DeleteResponse.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.pid != null && $Object.hasOwnProperty.call(message, "pid"))
-                        if (!$util.isInteger(message.pid))
-                            return "pid: integer expected";
-                    if (message.exitStatus != null && $Object.hasOwnProperty.call(message, "exitStatus"))
-                        if (!$util.isInteger(message.exitStatus))
-                            return "exitStatus: integer expected";
-                    if (message.exitedAt != null && $Object.hasOwnProperty.call(message, "exitedAt")) {
-                        let error = $root.google.protobuf.Timestamp.verify(message.exitedAt, _depth + 1);
-                        if (error)
-                            return "exitedAt." + error;
-                    }
-                    return null;
-                };
-
                 DeleteResponse.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.DeleteResponse)
                         return object;
@@ -16281,12 +13791,6 @@ export const containerd = $root.containerd = (() => {
 
                 DeleteResponse.prototype.toJSON = function() {
                     return DeleteResponse.toObject(this, $protobuf.util.toJSONOptions);
-                };
-
-                DeleteResponse.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.DeleteResponse";
                 };
 
                 return DeleteResponse;
@@ -16338,10 +13842,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                ExecProcessRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 ExecProcessRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -16448,45 +13948,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                ExecProcessRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                ExecProcessRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                        if (!$util.isString(message.execId))
-                            return "execId: string expected";
-                    if (message.terminal != null && $Object.hasOwnProperty.call(message, "terminal"))
-                        if (typeof message.terminal !== "boolean")
-                            return "terminal: boolean expected";
-                    if (message.stdin != null && $Object.hasOwnProperty.call(message, "stdin"))
-                        if (!$util.isString(message.stdin))
-                            return "stdin: string expected";
-                    if (message.stdout != null && $Object.hasOwnProperty.call(message, "stdout"))
-                        if (!$util.isString(message.stdout))
-                            return "stdout: string expected";
-                    if (message.stderr != null && $Object.hasOwnProperty.call(message, "stderr"))
-                        if (!$util.isString(message.stderr))
-                            return "stderr: string expected";
-                    if (message.spec != null && $Object.hasOwnProperty.call(message, "spec")) {
-                        let error = $root.google.protobuf.Any.verify(message.spec, _depth + 1);
-                        if (error)
-                            return "spec." + error;
-                    }
-                    return null;
-                };
-
                 ExecProcessRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.ExecProcessRequest)
                         return object;
@@ -16561,12 +14022,6 @@ export const containerd = $root.containerd = (() => {
                     return ExecProcessRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                ExecProcessRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.ExecProcessRequest";
-                };
-
                 return ExecProcessRequest;
             })();
 
@@ -16594,10 +14049,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                ExecProcessResponse.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 ExecProcessResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -16641,22 +14092,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                ExecProcessResponse.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                ExecProcessResponse.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    return null;
-                };
-
                 ExecProcessResponse.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.ExecProcessResponse)
                         return object;
@@ -16675,12 +14110,6 @@ export const containerd = $root.containerd = (() => {
 
                 ExecProcessResponse.prototype.toJSON = function() {
                     return ExecProcessResponse.toObject(this, $protobuf.util.toJSONOptions);
-                };
-
-                ExecProcessResponse.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.ExecProcessResponse";
                 };
 
                 return ExecProcessResponse;
@@ -16723,10 +14152,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                ResizePtyRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 ResizePtyRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -16809,34 +14234,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                ResizePtyRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                ResizePtyRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                        if (!$util.isString(message.execId))
-                            return "execId: string expected";
-                    if (message.width != null && $Object.hasOwnProperty.call(message, "width"))
-                        if (!$util.isInteger(message.width))
-                            return "width: integer expected";
-                    if (message.height != null && $Object.hasOwnProperty.call(message, "height"))
-                        if (!$util.isInteger(message.height))
-                            return "height: integer expected";
-                    return null;
-                };
-
                 ResizePtyRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.ResizePtyRequest)
                         return object;
@@ -16891,12 +14288,6 @@ export const containerd = $root.containerd = (() => {
                     return ResizePtyRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                ResizePtyRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.ResizePtyRequest";
-                };
-
                 return ResizePtyRequest;
             })();
 
@@ -16931,10 +14322,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                StateRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 StateRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -16999,28 +14386,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                StateRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                StateRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                        if (!$util.isString(message.execId))
-                            return "execId: string expected";
-                    return null;
-                };
-
                 StateRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.StateRequest)
                         return object;
@@ -17061,12 +14426,6 @@ export const containerd = $root.containerd = (() => {
 
                 StateRequest.prototype.toJSON = function() {
                     return StateRequest.toObject(this, $protobuf.util.toJSONOptions);
-                };
-
-                StateRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.StateRequest";
                 };
 
                 return StateRequest;
@@ -17130,10 +14489,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                StateResponse.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 StateResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -17276,57 +14631,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                StateResponse.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                StateResponse.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.bundle != null && $Object.hasOwnProperty.call(message, "bundle"))
-                        if (!$util.isString(message.bundle))
-                            return "bundle: string expected";
-                    if (message.pid != null && $Object.hasOwnProperty.call(message, "pid"))
-                        if (!$util.isInteger(message.pid))
-                            return "pid: integer expected";
-                    if (message.status != null && $Object.hasOwnProperty.call(message, "status"))
-                        if (typeof message.status !== "number" || (message.status | 0) !== message.status)
-                            return "status: enum value expected";
-                    if (message.stdin != null && $Object.hasOwnProperty.call(message, "stdin"))
-                        if (!$util.isString(message.stdin))
-                            return "stdin: string expected";
-                    if (message.stdout != null && $Object.hasOwnProperty.call(message, "stdout"))
-                        if (!$util.isString(message.stdout))
-                            return "stdout: string expected";
-                    if (message.stderr != null && $Object.hasOwnProperty.call(message, "stderr"))
-                        if (!$util.isString(message.stderr))
-                            return "stderr: string expected";
-                    if (message.terminal != null && $Object.hasOwnProperty.call(message, "terminal"))
-                        if (typeof message.terminal !== "boolean")
-                            return "terminal: boolean expected";
-                    if (message.exitStatus != null && $Object.hasOwnProperty.call(message, "exitStatus"))
-                        if (!$util.isInteger(message.exitStatus))
-                            return "exitStatus: integer expected";
-                    if (message.exitedAt != null && $Object.hasOwnProperty.call(message, "exitedAt")) {
-                        let error = $root.google.protobuf.Timestamp.verify(message.exitedAt, _depth + 1);
-                        if (error)
-                            return "exitedAt." + error;
-                    }
-                    if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                        if (!$util.isString(message.execId))
-                            return "execId: string expected";
-                    return null;
-                };
-
                 StateResponse.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.StateResponse)
                         return object;
@@ -17452,12 +14756,6 @@ export const containerd = $root.containerd = (() => {
                     return StateResponse.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                StateResponse.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.StateResponse";
-                };
-
                 return StateResponse;
             })();
 
@@ -17498,10 +14796,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                KillRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 KillRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -17584,34 +14878,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                KillRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                KillRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                        if (!$util.isString(message.execId))
-                            return "execId: string expected";
-                    if (message.signal != null && $Object.hasOwnProperty.call(message, "signal"))
-                        if (!$util.isInteger(message.signal))
-                            return "signal: integer expected";
-                    if (message.all != null && $Object.hasOwnProperty.call(message, "all"))
-                        if (typeof message.all !== "boolean")
-                            return "all: boolean expected";
-                    return null;
-                };
-
                 KillRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.KillRequest)
                         return object;
@@ -17666,12 +14932,6 @@ export const containerd = $root.containerd = (() => {
                     return KillRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                KillRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.KillRequest";
-                };
-
                 return KillRequest;
             })();
 
@@ -17709,10 +14969,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                CloseIORequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 CloseIORequest.decode = function (reader, length, _end, _depth, _target) {
@@ -17786,31 +15042,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                CloseIORequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                CloseIORequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                        if (!$util.isString(message.execId))
-                            return "execId: string expected";
-                    if (message.stdin != null && $Object.hasOwnProperty.call(message, "stdin"))
-                        if (typeof message.stdin !== "boolean")
-                            return "stdin: boolean expected";
-                    return null;
-                };
-
                 CloseIORequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.CloseIORequest)
                         return object;
@@ -17859,12 +15090,6 @@ export const containerd = $root.containerd = (() => {
                     return CloseIORequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                CloseIORequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.CloseIORequest";
-                };
-
                 return CloseIORequest;
             })();
 
@@ -17896,10 +15121,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                PidsRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 PidsRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -17955,25 +15176,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                PidsRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                PidsRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    return null;
-                };
-
                 PidsRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.PidsRequest)
                         return object;
@@ -18009,12 +15211,6 @@ export const containerd = $root.containerd = (() => {
                     return PidsRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                PidsRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.PidsRequest";
-                };
-
                 return PidsRequest;
             })();
 
@@ -18048,10 +15244,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                PidsResponse.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 PidsResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -18106,31 +15298,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                PidsResponse.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                PidsResponse.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.processes != null && $Object.hasOwnProperty.call(message, "processes")) {
-                        if (!$Array.isArray(message.processes))
-                            return "processes: array expected";
-                        for (let i = 0; i < message.processes.length; ++i) {
-                            let error = $root.containerd.v1.types.ProcessInfo.verify(message.processes[i], _depth + 1);
-                            if (error)
-                                return "processes." + error;
-                        }
-                    }
-                    return null;
-                };
-
                 PidsResponse.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.PidsResponse)
                         return object;
@@ -18176,12 +15343,6 @@ export const containerd = $root.containerd = (() => {
                     return PidsResponse.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                PidsResponse.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.PidsResponse";
-                };
-
                 return PidsResponse;
             })();
 
@@ -18219,10 +15380,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                CheckpointTaskRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 CheckpointTaskRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -18293,33 +15450,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                CheckpointTaskRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                CheckpointTaskRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.path != null && $Object.hasOwnProperty.call(message, "path"))
-                        if (!$util.isString(message.path))
-                            return "path: string expected";
-                    if (message.options != null && $Object.hasOwnProperty.call(message, "options")) {
-                        let error = $root.google.protobuf.Any.verify(message.options, _depth + 1);
-                        if (error)
-                            return "options." + error;
-                    }
-                    return null;
-                };
-
                 CheckpointTaskRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.CheckpointTaskRequest)
                         return object;
@@ -18370,12 +15500,6 @@ export const containerd = $root.containerd = (() => {
                     return CheckpointTaskRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                CheckpointTaskRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.CheckpointTaskRequest";
-                };
-
                 return CheckpointTaskRequest;
             })();
 
@@ -18415,10 +15539,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                UpdateTaskRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 UpdateTaskRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -18516,38 +15636,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                UpdateTaskRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                UpdateTaskRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.resources != null && $Object.hasOwnProperty.call(message, "resources")) {
-                        let error = $root.google.protobuf.Any.verify(message.resources, _depth + 1);
-                        if (error)
-                            return "resources." + error;
-                    }
-                    if (message.annotations != null && $Object.hasOwnProperty.call(message, "annotations")) {
-                        if (!$util.isObject(message.annotations))
-                            return "annotations: object expected";
-                        let key = $Object.keys(message.annotations);
-                        for (let i = 0; i < key.length; ++i)
-                            if (!$util.isString(message.annotations[key[i]]))
-                                return "annotations: string{k:string} expected";
-                    }
-                    return null;
-                };
-
                 UpdateTaskRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.UpdateTaskRequest)
                         return object;
@@ -18613,12 +15701,6 @@ export const containerd = $root.containerd = (() => {
                     return UpdateTaskRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                UpdateTaskRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.UpdateTaskRequest";
-                };
-
                 return UpdateTaskRequest;
             })();
 
@@ -18653,10 +15735,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                StartRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 StartRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -18721,28 +15799,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                StartRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                StartRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                        if (!$util.isString(message.execId))
-                            return "execId: string expected";
-                    return null;
-                };
-
                 StartRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.StartRequest)
                         return object;
@@ -18785,12 +15841,6 @@ export const containerd = $root.containerd = (() => {
                     return StartRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                StartRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.StartRequest";
-                };
-
                 return StartRequest;
             })();
 
@@ -18822,10 +15872,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                StartResponse.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 StartResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -18881,25 +15927,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                StartResponse.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                StartResponse.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.pid != null && $Object.hasOwnProperty.call(message, "pid"))
-                        if (!$util.isInteger(message.pid))
-                            return "pid: integer expected";
-                    return null;
-                };
-
                 StartResponse.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.StartResponse)
                         return object;
@@ -18933,12 +15960,6 @@ export const containerd = $root.containerd = (() => {
 
                 StartResponse.prototype.toJSON = function() {
                     return StartResponse.toObject(this, $protobuf.util.toJSONOptions);
-                };
-
-                StartResponse.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.StartResponse";
                 };
 
                 return StartResponse;
@@ -18975,10 +15996,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                WaitRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 WaitRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -19043,28 +16060,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                WaitRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                WaitRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                        if (!$util.isString(message.execId))
-                            return "execId: string expected";
-                    return null;
-                };
-
                 WaitRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.WaitRequest)
                         return object;
@@ -19107,12 +16102,6 @@ export const containerd = $root.containerd = (() => {
                     return WaitRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                WaitRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.WaitRequest";
-                };
-
                 return WaitRequest;
             })();
 
@@ -19147,10 +16136,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                WaitResponse.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 WaitResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -19212,30 +16197,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                WaitResponse.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                WaitResponse.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.exitStatus != null && $Object.hasOwnProperty.call(message, "exitStatus"))
-                        if (!$util.isInteger(message.exitStatus))
-                            return "exitStatus: integer expected";
-                    if (message.exitedAt != null && $Object.hasOwnProperty.call(message, "exitedAt")) {
-                        let error = $root.google.protobuf.Timestamp.verify(message.exitedAt, _depth + 1);
-                        if (error)
-                            return "exitedAt." + error;
-                    }
-                    return null;
-                };
-
                 WaitResponse.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.WaitResponse)
                         return object;
@@ -19280,12 +16241,6 @@ export const containerd = $root.containerd = (() => {
                     return WaitResponse.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                WaitResponse.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.WaitResponse";
-                };
-
                 return WaitResponse;
             })();
 
@@ -19317,10 +16272,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                StatsRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 StatsRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -19376,25 +16327,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                StatsRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                StatsRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    return null;
-                };
-
                 StatsRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.StatsRequest)
                         return object;
@@ -19430,12 +16362,6 @@ export const containerd = $root.containerd = (() => {
                     return StatsRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                StatsRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.StatsRequest";
-                };
-
                 return StatsRequest;
             })();
 
@@ -19467,10 +16393,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                StatsResponse.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 StatsResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -19523,27 +16445,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                StatsResponse.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                StatsResponse.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.stats != null && $Object.hasOwnProperty.call(message, "stats")) {
-                        let error = $root.google.protobuf.Any.verify(message.stats, _depth + 1);
-                        if (error)
-                            return "stats." + error;
-                    }
-                    return null;
-                };
-
                 StatsResponse.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.StatsResponse)
                         return object;
@@ -19581,12 +16482,6 @@ export const containerd = $root.containerd = (() => {
                     return StatsResponse.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                StatsResponse.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.StatsResponse";
-                };
-
                 return StatsResponse;
             })();
 
@@ -19618,10 +16513,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                ConnectRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 ConnectRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -19677,25 +16568,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                ConnectRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                ConnectRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    return null;
-                };
-
                 ConnectRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.ConnectRequest)
                         return object;
@@ -19729,12 +16601,6 @@ export const containerd = $root.containerd = (() => {
 
                 ConnectRequest.prototype.toJSON = function() {
                     return ConnectRequest.toObject(this, $protobuf.util.toJSONOptions);
-                };
-
-                ConnectRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.ConnectRequest";
                 };
 
                 return ConnectRequest;
@@ -19774,10 +16640,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                ConnectResponse.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 ConnectResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -19851,31 +16713,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                ConnectResponse.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                ConnectResponse.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.shimPid != null && $Object.hasOwnProperty.call(message, "shimPid"))
-                        if (!$util.isInteger(message.shimPid))
-                            return "shimPid: integer expected";
-                    if (message.taskPid != null && $Object.hasOwnProperty.call(message, "taskPid"))
-                        if (!$util.isInteger(message.taskPid))
-                            return "taskPid: integer expected";
-                    if (message.version != null && $Object.hasOwnProperty.call(message, "version"))
-                        if (!$util.isString(message.version))
-                            return "version: string expected";
-                    return null;
-                };
-
                 ConnectResponse.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.ConnectResponse)
                         return object;
@@ -19924,12 +16761,6 @@ export const containerd = $root.containerd = (() => {
                     return ConnectResponse.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                ConnectResponse.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.ConnectResponse";
-                };
-
                 return ConnectResponse;
             })();
 
@@ -19964,10 +16795,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                ShutdownRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 ShutdownRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -20032,28 +16859,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                ShutdownRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                ShutdownRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    if (message.now != null && $Object.hasOwnProperty.call(message, "now"))
-                        if (typeof message.now !== "boolean")
-                            return "now: boolean expected";
-                    return null;
-                };
-
                 ShutdownRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.ShutdownRequest)
                         return object;
@@ -20096,12 +16901,6 @@ export const containerd = $root.containerd = (() => {
                     return ShutdownRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                ShutdownRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.ShutdownRequest";
-                };
-
                 return ShutdownRequest;
             })();
 
@@ -20133,10 +16932,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                PauseRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 PauseRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -20192,25 +16987,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                PauseRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                PauseRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    return null;
-                };
-
                 PauseRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.PauseRequest)
                         return object;
@@ -20246,12 +17022,6 @@ export const containerd = $root.containerd = (() => {
                     return PauseRequest.toObject(this, $protobuf.util.toJSONOptions);
                 };
 
-                PauseRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.PauseRequest";
-                };
-
                 return PauseRequest;
             })();
 
@@ -20283,10 +17053,6 @@ export const containerd = $root.containerd = (() => {
                         for (let i = 0; i < message.$unknowns.length; ++i)
                             writer.raw(message.$unknowns[i]);
                     return writer;
-                };
-
-                ResumeRequest.encodeDelimited = function(message, writer) {
-                    return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
                 };
 
                 ResumeRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -20342,25 +17108,6 @@ export const containerd = $root.containerd = (() => {
                     return message;
                 };
 
-                ResumeRequest.decodeDelimited = function(reader) {
-                    if (!(reader instanceof $Reader))
-                        reader = new $Reader(reader);
-                    return this.decode(reader, reader.size());
-                };
-
-                ResumeRequest.verify = function (message, _depth) {
-                    if (typeof message !== "object" || message === null)
-                        return "object expected";
-                    if (_depth === $undefined)
-                        _depth = 0;
-                    if (_depth > $util.recursionLimit)
-                        return "max depth exceeded";
-                    if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                        if (!$util.isString(message.id))
-                            return "id: string expected";
-                    return null;
-                };
-
                 ResumeRequest.fromObject = function (object, _depth) {
                     if (object instanceof $root.containerd.task.v2.ResumeRequest)
                         return object;
@@ -20394,12 +17141,6 @@ export const containerd = $root.containerd = (() => {
 
                 ResumeRequest.prototype.toJSON = function() {
                     return ResumeRequest.toObject(this, $protobuf.util.toJSONOptions);
-                };
-
-                ResumeRequest.getTypeUrl = function(prefix) {
-                    if (prefix === $undefined)
-                        prefix = "type.googleapis.com";
-                    return prefix + "/containerd.task.v2.ResumeRequest";
                 };
 
                 return ResumeRequest;
@@ -20698,10 +17439,6 @@ export const google = $root.google = (() => {
                 return writer;
             };
 
-            Any.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
-            };
-
             Any.decode = function (reader, length, _end, _depth, _target) {
                 if (!(reader instanceof $Reader))
                     reader = $Reader.create(reader);
@@ -20764,28 +17501,6 @@ export const google = $root.google = (() => {
                 return message;
             };
 
-            Any.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            Any.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.type_url != null && $Object.hasOwnProperty.call(message, "type_url"))
-                    if (!$util.isString(message.type_url))
-                        return "type_url: string expected";
-                if (message.value != null && $Object.hasOwnProperty.call(message, "value"))
-                    if (!(message.value && typeof message.value.length === "number" || $util.isString(message.value)))
-                        return "value: buffer expected";
-                return null;
-            };
-
             Any.fromObject = function (object, _depth) {
                 if (object instanceof $root.google.protobuf.Any)
                     return object;
@@ -20837,12 +17552,6 @@ export const google = $root.google = (() => {
                 return Any.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            Any.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/google.protobuf.Any";
-            };
-
             return Any;
         })();
 
@@ -20870,10 +17579,6 @@ export const google = $root.google = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            Empty.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             Empty.decode = function (reader, length, _end, _depth, _target) {
@@ -20917,22 +17622,6 @@ export const google = $root.google = (() => {
                 return message;
             };
 
-            Empty.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            Empty.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                return null;
-            };
-
             Empty.fromObject = function (object, _depth) {
                 if (object instanceof $root.google.protobuf.Empty)
                     return object;
@@ -20951,12 +17640,6 @@ export const google = $root.google = (() => {
 
             Empty.prototype.toJSON = function() {
                 return Empty.toObject(this, $protobuf.util.toJSONOptions);
-            };
-
-            Empty.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/google.protobuf.Empty";
             };
 
             return Empty;
@@ -20993,10 +17676,6 @@ export const google = $root.google = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            Timestamp.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             Timestamp.decode = function (reader, length, _end, _depth, _target) {
@@ -21061,28 +17740,6 @@ export const google = $root.google = (() => {
                 return message;
             };
 
-            Timestamp.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            Timestamp.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.seconds != null && $Object.hasOwnProperty.call(message, "seconds"))
-                    if (!$util.isInteger(message.seconds) && !(message.seconds && $util.isInteger(message.seconds.low) && $util.isInteger(message.seconds.high)))
-                        return "seconds: integer|Long expected";
-                if (message.nanos != null && $Object.hasOwnProperty.call(message, "nanos"))
-                    if (!$util.isInteger(message.nanos))
-                        return "nanos: integer expected";
-                return null;
-            };
-
             Timestamp.fromObject = function (object, _depth) {
                 if (object instanceof $root.google.protobuf.Timestamp)
                     return object;
@@ -21141,12 +17798,6 @@ export const google = $root.google = (() => {
                 return Timestamp.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            Timestamp.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/google.protobuf.Timestamp";
-            };
-
             return Timestamp;
         })();
 
@@ -21193,10 +17844,6 @@ export const google = $root.google = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            Status.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             Status.decode = function (reader, length, _end, _depth, _target) {
@@ -21269,37 +17916,6 @@ export const google = $root.google = (() => {
                 return message;
             };
 
-            Status.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            Status.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.code != null && $Object.hasOwnProperty.call(message, "code"))
-                    if (!$util.isInteger(message.code))
-                        return "code: integer expected";
-                if (message.message != null && $Object.hasOwnProperty.call(message, "message"))
-                    if (!$util.isString(message.message))
-                        return "message: string expected";
-                if (message.details != null && $Object.hasOwnProperty.call(message, "details")) {
-                    if (!$Array.isArray(message.details))
-                        return "details: array expected";
-                    for (let i = 0; i < message.details.length; ++i) {
-                        let error = $root.google.protobuf.Any.verify(message.details[i], _depth + 1);
-                        if (error)
-                            return "details." + error;
-                    }
-                }
-                return null;
-            };
-
             Status.fromObject = function (object, _depth) {
                 if (object instanceof $root.google.rpc.Status)
                     return object;
@@ -21359,12 +17975,6 @@ export const google = $root.google = (() => {
                 return Status.toObject(this, $protobuf.util.toJSONOptions);
             };
 
-            Status.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/google.rpc.Status";
-            };
-
             return Status;
         })();
 
@@ -21416,10 +18026,6 @@ export const runtimeoptions = $root.runtimeoptions = (() => {
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
                 return writer;
-            };
-
-            Options.encodeDelimited = function(message, writer) {
-                return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
             };
 
             Options.decode = function (reader, length, _end, _depth, _target) {
@@ -21493,31 +18099,6 @@ export const runtimeoptions = $root.runtimeoptions = (() => {
                 return message;
             };
 
-            Options.decodeDelimited = function(reader) {
-                if (!(reader instanceof $Reader))
-                    reader = new $Reader(reader);
-                return this.decode(reader, reader.size());
-            };
-
-            Options.verify = function (message, _depth) {
-                if (typeof message !== "object" || message === null)
-                    return "object expected";
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
-                    return "max depth exceeded";
-                if (message.typeUrl != null && $Object.hasOwnProperty.call(message, "typeUrl"))
-                    if (!$util.isString(message.typeUrl))
-                        return "typeUrl: string expected";
-                if (message.configPath != null && $Object.hasOwnProperty.call(message, "configPath"))
-                    if (!$util.isString(message.configPath))
-                        return "configPath: string expected";
-                if (message.configBody != null && $Object.hasOwnProperty.call(message, "configBody"))
-                    if (!(message.configBody && typeof message.configBody.length === "number" || $util.isString(message.configBody)))
-                        return "configBody: buffer expected";
-                return null;
-            };
-
             Options.fromObject = function (object, _depth) {
                 if (object instanceof $root.runtimeoptions.v1.Options)
                     return object;
@@ -21573,12 +18154,6 @@ export const runtimeoptions = $root.runtimeoptions = (() => {
 
             Options.prototype.toJSON = function() {
                 return Options.toObject(this, $protobuf.util.toJSONOptions);
-            };
-
-            Options.getTypeUrl = function(prefix) {
-                if (prefix === $undefined)
-                    prefix = "type.googleapis.com";
-                return prefix + "/runtimeoptions.v1.Options";
             };
 
             return Options;
@@ -22221,10 +18796,6 @@ export const grpc = $root.grpc = (() => {
             return writer;
         };
 
-        CreateContainerRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
-        };
-
         CreateContainerRequest.decode = function (reader, length, _end, _depth, _target) {
             if (!(reader instanceof $Reader))
                 reader = $Reader.create(reader);
@@ -22359,77 +18930,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        CreateContainerRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        CreateContainerRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                if (!$util.isString(message.execId))
-                    return "execId: string expected";
-            if (message.stringUser != null && $Object.hasOwnProperty.call(message, "stringUser")) {
-                let error = $root.grpc.StringUser.verify(message.stringUser, _depth + 1);
-                if (error)
-                    return "stringUser." + error;
-            }
-            if (message.devices != null && $Object.hasOwnProperty.call(message, "devices")) {
-                if (!$Array.isArray(message.devices))
-                    return "devices: array expected";
-                for (let i = 0; i < message.devices.length; ++i) {
-                    let error = $root.grpc.Device.verify(message.devices[i], _depth + 1);
-                    if (error)
-                        return "devices." + error;
-                }
-            }
-            if (message.storages != null && $Object.hasOwnProperty.call(message, "storages")) {
-                if (!$Array.isArray(message.storages))
-                    return "storages: array expected";
-                for (let i = 0; i < message.storages.length; ++i) {
-                    let error = $root.grpc.Storage.verify(message.storages[i], _depth + 1);
-                    if (error)
-                        return "storages." + error;
-                }
-            }
-            if (message.OCI != null && $Object.hasOwnProperty.call(message, "OCI")) {
-                let error = $root.grpc.Spec.verify(message.OCI, _depth + 1);
-                if (error)
-                    return "OCI." + error;
-            }
-            if (message.sandboxPidns != null && $Object.hasOwnProperty.call(message, "sandboxPidns"))
-                if (typeof message.sandboxPidns !== "boolean")
-                    return "sandboxPidns: boolean expected";
-            if (message.sharedMounts != null && $Object.hasOwnProperty.call(message, "sharedMounts")) {
-                if (!$Array.isArray(message.sharedMounts))
-                    return "sharedMounts: array expected";
-                for (let i = 0; i < message.sharedMounts.length; ++i) {
-                    let error = $root.grpc.SharedMount.verify(message.sharedMounts[i], _depth + 1);
-                    if (error)
-                        return "sharedMounts." + error;
-                }
-            }
-            if (message.stdinPort != null && $Object.hasOwnProperty.call(message, "stdinPort"))
-                if (!$util.isInteger(message.stdinPort))
-                    return "stdinPort: integer expected";
-            if (message.stdoutPort != null && $Object.hasOwnProperty.call(message, "stdoutPort"))
-                if (!$util.isInteger(message.stdoutPort))
-                    return "stdoutPort: integer expected";
-            if (message.stderrPort != null && $Object.hasOwnProperty.call(message, "stderrPort"))
-                if (!$util.isInteger(message.stderrPort))
-                    return "stderrPort: integer expected";
-            return null;
-        };
-
         CreateContainerRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.CreateContainerRequest)
                 return object;
@@ -22562,12 +19062,6 @@ export const grpc = $root.grpc = (() => {
             return CreateContainerRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        CreateContainerRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.CreateContainerRequest";
-        };
-
         return CreateContainerRequest;
     })();
 
@@ -22599,10 +19093,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        StartContainerRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         StartContainerRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -22658,25 +19148,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        StartContainerRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        StartContainerRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            return null;
-        };
-
         StartContainerRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.StartContainerRequest)
                 return object;
@@ -22710,12 +19181,6 @@ export const grpc = $root.grpc = (() => {
 
         StartContainerRequest.prototype.toJSON = function() {
             return StartContainerRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        StartContainerRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.StartContainerRequest";
         };
 
         return StartContainerRequest;
@@ -22752,10 +19217,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        RemoveContainerRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         RemoveContainerRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -22820,28 +19281,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        RemoveContainerRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        RemoveContainerRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            if (message.timeout != null && $Object.hasOwnProperty.call(message, "timeout"))
-                if (!$util.isInteger(message.timeout))
-                    return "timeout: integer expected";
-            return null;
-        };
-
         RemoveContainerRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.RemoveContainerRequest)
                 return object;
@@ -22882,12 +19321,6 @@ export const grpc = $root.grpc = (() => {
 
         RemoveContainerRequest.prototype.toJSON = function() {
             return RemoveContainerRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        RemoveContainerRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.RemoveContainerRequest";
         };
 
         return RemoveContainerRequest;
@@ -22939,10 +19372,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        ExecProcessRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         ExecProcessRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -23046,47 +19475,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        ExecProcessRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        ExecProcessRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                if (!$util.isString(message.execId))
-                    return "execId: string expected";
-            if (message.stringUser != null && $Object.hasOwnProperty.call(message, "stringUser")) {
-                let error = $root.grpc.StringUser.verify(message.stringUser, _depth + 1);
-                if (error)
-                    return "stringUser." + error;
-            }
-            if (message.process != null && $Object.hasOwnProperty.call(message, "process")) {
-                let error = $root.grpc.Process.verify(message.process, _depth + 1);
-                if (error)
-                    return "process." + error;
-            }
-            if (message.stdinPort != null && $Object.hasOwnProperty.call(message, "stdinPort"))
-                if (!$util.isInteger(message.stdinPort))
-                    return "stdinPort: integer expected";
-            if (message.stdoutPort != null && $Object.hasOwnProperty.call(message, "stdoutPort"))
-                if (!$util.isInteger(message.stdoutPort))
-                    return "stdoutPort: integer expected";
-            if (message.stderrPort != null && $Object.hasOwnProperty.call(message, "stderrPort"))
-                if (!$util.isInteger(message.stderrPort))
-                    return "stderrPort: integer expected";
-            return null;
-        };
-
         ExecProcessRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.ExecProcessRequest)
                 return object;
@@ -23163,12 +19551,6 @@ export const grpc = $root.grpc = (() => {
             return ExecProcessRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        ExecProcessRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.ExecProcessRequest";
-        };
-
         return ExecProcessRequest;
     })();
 
@@ -23206,10 +19588,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        SignalProcessRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         SignalProcessRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -23283,31 +19661,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        SignalProcessRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        SignalProcessRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                if (!$util.isString(message.execId))
-                    return "execId: string expected";
-            if (message.signal != null && $Object.hasOwnProperty.call(message, "signal"))
-                if (!$util.isInteger(message.signal))
-                    return "signal: integer expected";
-            return null;
-        };
-
         SignalProcessRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.SignalProcessRequest)
                 return object;
@@ -23356,12 +19709,6 @@ export const grpc = $root.grpc = (() => {
             return SignalProcessRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        SignalProcessRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.SignalProcessRequest";
-        };
-
         return SignalProcessRequest;
     })();
 
@@ -23396,10 +19743,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        WaitProcessRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         WaitProcessRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -23464,28 +19807,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        WaitProcessRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        WaitProcessRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                if (!$util.isString(message.execId))
-                    return "execId: string expected";
-            return null;
-        };
-
         WaitProcessRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.WaitProcessRequest)
                 return object;
@@ -23528,12 +19849,6 @@ export const grpc = $root.grpc = (() => {
             return WaitProcessRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        WaitProcessRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.WaitProcessRequest";
-        };
-
         return WaitProcessRequest;
     })();
 
@@ -23565,10 +19880,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        WaitProcessResponse.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         WaitProcessResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -23624,25 +19935,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        WaitProcessResponse.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        WaitProcessResponse.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.status != null && $Object.hasOwnProperty.call(message, "status"))
-                if (!$util.isInteger(message.status))
-                    return "status: integer expected";
-            return null;
-        };
-
         WaitProcessResponse.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.WaitProcessResponse)
                 return object;
@@ -23676,12 +19968,6 @@ export const grpc = $root.grpc = (() => {
 
         WaitProcessResponse.prototype.toJSON = function() {
             return WaitProcessResponse.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        WaitProcessResponse.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.WaitProcessResponse";
         };
 
         return WaitProcessResponse;
@@ -23718,10 +20004,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        UpdateContainerRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         UpdateContainerRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -23783,30 +20065,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        UpdateContainerRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        UpdateContainerRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            if (message.resources != null && $Object.hasOwnProperty.call(message, "resources")) {
-                let error = $root.grpc.LinuxResources.verify(message.resources, _depth + 1);
-                if (error)
-                    return "resources." + error;
-            }
-            return null;
-        };
-
         UpdateContainerRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.UpdateContainerRequest)
                 return object;
@@ -23851,12 +20109,6 @@ export const grpc = $root.grpc = (() => {
             return UpdateContainerRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        UpdateContainerRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.UpdateContainerRequest";
-        };
-
         return UpdateContainerRequest;
     })();
 
@@ -23890,10 +20142,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        UpdateEphemeralMountsRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         UpdateEphemeralMountsRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -23948,31 +20196,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        UpdateEphemeralMountsRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        UpdateEphemeralMountsRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.storages != null && $Object.hasOwnProperty.call(message, "storages")) {
-                if (!$Array.isArray(message.storages))
-                    return "storages: array expected";
-                for (let i = 0; i < message.storages.length; ++i) {
-                    let error = $root.grpc.Storage.verify(message.storages[i], _depth + 1);
-                    if (error)
-                        return "storages." + error;
-                }
-            }
-            return null;
-        };
-
         UpdateEphemeralMountsRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.UpdateEphemeralMountsRequest)
                 return object;
@@ -24018,12 +20241,6 @@ export const grpc = $root.grpc = (() => {
             return UpdateEphemeralMountsRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        UpdateEphemeralMountsRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.UpdateEphemeralMountsRequest";
-        };
-
         return UpdateEphemeralMountsRequest;
     })();
 
@@ -24055,10 +20272,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        StatsContainerRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         StatsContainerRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -24114,25 +20327,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        StatsContainerRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        StatsContainerRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            return null;
-        };
-
         StatsContainerRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.StatsContainerRequest)
                 return object;
@@ -24168,12 +20362,6 @@ export const grpc = $root.grpc = (() => {
             return StatsContainerRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        StatsContainerRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.StatsContainerRequest";
-        };
-
         return StatsContainerRequest;
     })();
 
@@ -24205,10 +20393,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        PauseContainerRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         PauseContainerRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -24264,25 +20448,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        PauseContainerRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        PauseContainerRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            return null;
-        };
-
         PauseContainerRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.PauseContainerRequest)
                 return object;
@@ -24318,12 +20483,6 @@ export const grpc = $root.grpc = (() => {
             return PauseContainerRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        PauseContainerRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.PauseContainerRequest";
-        };
-
         return PauseContainerRequest;
     })();
 
@@ -24355,10 +20514,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        ResumeContainerRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         ResumeContainerRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -24414,25 +20569,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        ResumeContainerRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        ResumeContainerRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            return null;
-        };
-
         ResumeContainerRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.ResumeContainerRequest)
                 return object;
@@ -24466,12 +20602,6 @@ export const grpc = $root.grpc = (() => {
 
         ResumeContainerRequest.prototype.toJSON = function() {
             return ResumeContainerRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        ResumeContainerRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.ResumeContainerRequest";
         };
 
         return ResumeContainerRequest;
@@ -24508,10 +20638,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        GetDiagnosticDataRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         GetDiagnosticDataRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -24576,28 +20702,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        GetDiagnosticDataRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        GetDiagnosticDataRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.logType != null && $Object.hasOwnProperty.call(message, "logType"))
-                if (!$util.isString(message.logType))
-                    return "logType: string expected";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            return null;
-        };
-
         GetDiagnosticDataRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.GetDiagnosticDataRequest)
                 return object;
@@ -24640,12 +20744,6 @@ export const grpc = $root.grpc = (() => {
             return GetDiagnosticDataRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        GetDiagnosticDataRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.GetDiagnosticDataRequest";
-        };
-
         return GetDiagnosticDataRequest;
     })();
 
@@ -24677,10 +20775,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        GetDiagnosticDataResponse.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         GetDiagnosticDataResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -24736,25 +20830,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        GetDiagnosticDataResponse.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        GetDiagnosticDataResponse.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
-                if (!$util.isString(message.data))
-                    return "data: string expected";
-            return null;
-        };
-
         GetDiagnosticDataResponse.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.GetDiagnosticDataResponse)
                 return object;
@@ -24788,12 +20863,6 @@ export const grpc = $root.grpc = (() => {
 
         GetDiagnosticDataResponse.prototype.toJSON = function() {
             return GetDiagnosticDataResponse.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        GetDiagnosticDataResponse.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.GetDiagnosticDataResponse";
         };
 
         return GetDiagnosticDataResponse;
@@ -24837,10 +20906,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        CpuUsage.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         CpuUsage.decode = function (reader, length, _end, _depth, _target) {
@@ -24926,38 +20991,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        CpuUsage.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        CpuUsage.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.totalUsage != null && $Object.hasOwnProperty.call(message, "totalUsage"))
-                if (!$util.isInteger(message.totalUsage) && !(message.totalUsage && $util.isInteger(message.totalUsage.low) && $util.isInteger(message.totalUsage.high)))
-                    return "totalUsage: integer|Long expected";
-            if (message.percpuUsage != null && $Object.hasOwnProperty.call(message, "percpuUsage")) {
-                if (!$Array.isArray(message.percpuUsage))
-                    return "percpuUsage: array expected";
-                for (let i = 0; i < message.percpuUsage.length; ++i)
-                    if (!$util.isInteger(message.percpuUsage[i]) && !(message.percpuUsage[i] && $util.isInteger(message.percpuUsage[i].low) && $util.isInteger(message.percpuUsage[i].high)))
-                        return "percpuUsage: integer|Long[] expected";
-            }
-            if (message.usageInKernelmode != null && $Object.hasOwnProperty.call(message, "usageInKernelmode"))
-                if (!$util.isInteger(message.usageInKernelmode) && !(message.usageInKernelmode && $util.isInteger(message.usageInKernelmode.low) && $util.isInteger(message.usageInKernelmode.high)))
-                    return "usageInKernelmode: integer|Long expected";
-            if (message.usageInUsermode != null && $Object.hasOwnProperty.call(message, "usageInUsermode"))
-                if (!$util.isInteger(message.usageInUsermode) && !(message.usageInUsermode && $util.isInteger(message.usageInUsermode.low) && $util.isInteger(message.usageInUsermode.high)))
-                    return "usageInUsermode: integer|Long expected";
-            return null;
         };
 
         CpuUsage.fromObject = function (object, _depth) {
@@ -25082,12 +21115,6 @@ export const grpc = $root.grpc = (() => {
             return CpuUsage.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        CpuUsage.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.CpuUsage";
-        };
-
         return CpuUsage;
     })();
 
@@ -25125,10 +21152,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        ThrottlingData.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         ThrottlingData.decode = function (reader, length, _end, _depth, _target) {
@@ -25200,31 +21223,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        ThrottlingData.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        ThrottlingData.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.periods != null && $Object.hasOwnProperty.call(message, "periods"))
-                if (!$util.isInteger(message.periods) && !(message.periods && $util.isInteger(message.periods.low) && $util.isInteger(message.periods.high)))
-                    return "periods: integer|Long expected";
-            if (message.throttledPeriods != null && $Object.hasOwnProperty.call(message, "throttledPeriods"))
-                if (!$util.isInteger(message.throttledPeriods) && !(message.throttledPeriods && $util.isInteger(message.throttledPeriods.low) && $util.isInteger(message.throttledPeriods.high)))
-                    return "throttledPeriods: integer|Long expected";
-            if (message.throttledTime != null && $Object.hasOwnProperty.call(message, "throttledTime"))
-                if (!$util.isInteger(message.throttledTime) && !(message.throttledTime && $util.isInteger(message.throttledTime.low) && $util.isInteger(message.throttledTime.high)))
-                    return "throttledTime: integer|Long expected";
-            return null;
         };
 
         ThrottlingData.fromObject = function (object, _depth) {
@@ -25323,12 +21321,6 @@ export const grpc = $root.grpc = (() => {
             return ThrottlingData.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        ThrottlingData.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.ThrottlingData";
-        };
-
         return ThrottlingData;
     })();
 
@@ -25363,10 +21355,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        CpuStats.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         CpuStats.decode = function (reader, length, _end, _depth, _target) {
@@ -25425,32 +21413,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        CpuStats.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        CpuStats.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.cpuUsage != null && $Object.hasOwnProperty.call(message, "cpuUsage")) {
-                let error = $root.grpc.CpuUsage.verify(message.cpuUsage, _depth + 1);
-                if (error)
-                    return "cpuUsage." + error;
-            }
-            if (message.throttlingData != null && $Object.hasOwnProperty.call(message, "throttlingData")) {
-                let error = $root.grpc.ThrottlingData.verify(message.throttlingData, _depth + 1);
-                if (error)
-                    return "throttlingData." + error;
-            }
-            return null;
-        };
-
         CpuStats.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.CpuStats)
                 return object;
@@ -25497,12 +21459,6 @@ export const grpc = $root.grpc = (() => {
             return CpuStats.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        CpuStats.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.CpuStats";
-        };
-
         return CpuStats;
     })();
 
@@ -25537,10 +21493,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        PidsStats.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         PidsStats.decode = function (reader, length, _end, _depth, _target) {
@@ -25603,28 +21555,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        PidsStats.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        PidsStats.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.current != null && $Object.hasOwnProperty.call(message, "current"))
-                if (!$util.isInteger(message.current) && !(message.current && $util.isInteger(message.current.low) && $util.isInteger(message.current.high)))
-                    return "current: integer|Long expected";
-            if (message.limit != null && $Object.hasOwnProperty.call(message, "limit"))
-                if (!$util.isInteger(message.limit) && !(message.limit && $util.isInteger(message.limit.low) && $util.isInteger(message.limit.high)))
-                    return "limit: integer|Long expected";
-            return null;
         };
 
         PidsStats.fromObject = function (object, _depth) {
@@ -25701,12 +21631,6 @@ export const grpc = $root.grpc = (() => {
             return PidsStats.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        PidsStats.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.PidsStats";
-        };
-
         return PidsStats;
     })();
 
@@ -25747,10 +21671,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        MemoryData.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         MemoryData.decode = function (reader, length, _end, _depth, _target) {
@@ -25831,34 +21751,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        MemoryData.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        MemoryData.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.usage != null && $Object.hasOwnProperty.call(message, "usage"))
-                if (!$util.isInteger(message.usage) && !(message.usage && $util.isInteger(message.usage.low) && $util.isInteger(message.usage.high)))
-                    return "usage: integer|Long expected";
-            if (message.maxUsage != null && $Object.hasOwnProperty.call(message, "maxUsage"))
-                if (!$util.isInteger(message.maxUsage) && !(message.maxUsage && $util.isInteger(message.maxUsage.low) && $util.isInteger(message.maxUsage.high)))
-                    return "maxUsage: integer|Long expected";
-            if (message.failcnt != null && $Object.hasOwnProperty.call(message, "failcnt"))
-                if (!$util.isInteger(message.failcnt) && !(message.failcnt && $util.isInteger(message.failcnt.low) && $util.isInteger(message.failcnt.high)))
-                    return "failcnt: integer|Long expected";
-            if (message.limit != null && $Object.hasOwnProperty.call(message, "limit"))
-                if (!$util.isInteger(message.limit) && !(message.limit && $util.isInteger(message.limit.low) && $util.isInteger(message.limit.high)))
-                    return "limit: integer|Long expected";
-            return null;
         };
 
         MemoryData.fromObject = function (object, _depth) {
@@ -25979,12 +21871,6 @@ export const grpc = $root.grpc = (() => {
             return MemoryData.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        MemoryData.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.MemoryData";
-        };
-
         return MemoryData;
     })();
 
@@ -26033,10 +21919,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        MemoryStats.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         MemoryStats.decode = function (reader, length, _end, _depth, _target) {
@@ -26155,51 +22037,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        MemoryStats.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        MemoryStats.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.cache != null && $Object.hasOwnProperty.call(message, "cache"))
-                if (!$util.isInteger(message.cache) && !(message.cache && $util.isInteger(message.cache.low) && $util.isInteger(message.cache.high)))
-                    return "cache: integer|Long expected";
-            if (message.usage != null && $Object.hasOwnProperty.call(message, "usage")) {
-                let error = $root.grpc.MemoryData.verify(message.usage, _depth + 1);
-                if (error)
-                    return "usage." + error;
-            }
-            if (message.swapUsage != null && $Object.hasOwnProperty.call(message, "swapUsage")) {
-                let error = $root.grpc.MemoryData.verify(message.swapUsage, _depth + 1);
-                if (error)
-                    return "swapUsage." + error;
-            }
-            if (message.kernelUsage != null && $Object.hasOwnProperty.call(message, "kernelUsage")) {
-                let error = $root.grpc.MemoryData.verify(message.kernelUsage, _depth + 1);
-                if (error)
-                    return "kernelUsage." + error;
-            }
-            if (message.useHierarchy != null && $Object.hasOwnProperty.call(message, "useHierarchy"))
-                if (typeof message.useHierarchy !== "boolean")
-                    return "useHierarchy: boolean expected";
-            if (message.stats != null && $Object.hasOwnProperty.call(message, "stats")) {
-                if (!$util.isObject(message.stats))
-                    return "stats: object expected";
-                let key = $Object.keys(message.stats);
-                for (let i = 0; i < key.length; ++i)
-                    if (!$util.isInteger(message.stats[key[i]]) && !(message.stats[key[i]] && $util.isInteger(message.stats[key[i]].low) && $util.isInteger(message.stats[key[i]].high)))
-                        return "stats: integer|Long{k:string} expected";
-            }
-            return null;
-        };
-
         MemoryStats.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.MemoryStats)
                 return object;
@@ -26315,12 +22152,6 @@ export const grpc = $root.grpc = (() => {
             return MemoryStats.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        MemoryStats.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.MemoryStats";
-        };
-
         return MemoryStats;
     })();
 
@@ -26361,10 +22192,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        BlkioStatsEntry.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         BlkioStatsEntry.decode = function (reader, length, _end, _depth, _target) {
@@ -26445,34 +22272,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        BlkioStatsEntry.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        BlkioStatsEntry.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.major != null && $Object.hasOwnProperty.call(message, "major"))
-                if (!$util.isInteger(message.major) && !(message.major && $util.isInteger(message.major.low) && $util.isInteger(message.major.high)))
-                    return "major: integer|Long expected";
-            if (message.minor != null && $Object.hasOwnProperty.call(message, "minor"))
-                if (!$util.isInteger(message.minor) && !(message.minor && $util.isInteger(message.minor.low) && $util.isInteger(message.minor.high)))
-                    return "minor: integer|Long expected";
-            if (message.op != null && $Object.hasOwnProperty.call(message, "op"))
-                if (!$util.isString(message.op))
-                    return "op: string expected";
-            if (message.value != null && $Object.hasOwnProperty.call(message, "value"))
-                if (!$util.isInteger(message.value) && !(message.value && $util.isInteger(message.value.low) && $util.isInteger(message.value.high)))
-                    return "value: integer|Long expected";
-            return null;
         };
 
         BlkioStatsEntry.fromObject = function (object, _depth) {
@@ -26577,12 +22376,6 @@ export const grpc = $root.grpc = (() => {
             return BlkioStatsEntry.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        BlkioStatsEntry.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.BlkioStatsEntry";
-        };
-
         return BlkioStatsEntry;
     })();
 
@@ -26651,10 +22444,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        BlkioStats.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         BlkioStats.decode = function (reader, length, _end, _depth, _target) {
@@ -26763,94 +22552,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        BlkioStats.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        BlkioStats.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.ioServiceBytesRecursive != null && $Object.hasOwnProperty.call(message, "ioServiceBytesRecursive")) {
-                if (!$Array.isArray(message.ioServiceBytesRecursive))
-                    return "ioServiceBytesRecursive: array expected";
-                for (let i = 0; i < message.ioServiceBytesRecursive.length; ++i) {
-                    let error = $root.grpc.BlkioStatsEntry.verify(message.ioServiceBytesRecursive[i], _depth + 1);
-                    if (error)
-                        return "ioServiceBytesRecursive." + error;
-                }
-            }
-            if (message.ioServicedRecursive != null && $Object.hasOwnProperty.call(message, "ioServicedRecursive")) {
-                if (!$Array.isArray(message.ioServicedRecursive))
-                    return "ioServicedRecursive: array expected";
-                for (let i = 0; i < message.ioServicedRecursive.length; ++i) {
-                    let error = $root.grpc.BlkioStatsEntry.verify(message.ioServicedRecursive[i], _depth + 1);
-                    if (error)
-                        return "ioServicedRecursive." + error;
-                }
-            }
-            if (message.ioQueuedRecursive != null && $Object.hasOwnProperty.call(message, "ioQueuedRecursive")) {
-                if (!$Array.isArray(message.ioQueuedRecursive))
-                    return "ioQueuedRecursive: array expected";
-                for (let i = 0; i < message.ioQueuedRecursive.length; ++i) {
-                    let error = $root.grpc.BlkioStatsEntry.verify(message.ioQueuedRecursive[i], _depth + 1);
-                    if (error)
-                        return "ioQueuedRecursive." + error;
-                }
-            }
-            if (message.ioServiceTimeRecursive != null && $Object.hasOwnProperty.call(message, "ioServiceTimeRecursive")) {
-                if (!$Array.isArray(message.ioServiceTimeRecursive))
-                    return "ioServiceTimeRecursive: array expected";
-                for (let i = 0; i < message.ioServiceTimeRecursive.length; ++i) {
-                    let error = $root.grpc.BlkioStatsEntry.verify(message.ioServiceTimeRecursive[i], _depth + 1);
-                    if (error)
-                        return "ioServiceTimeRecursive." + error;
-                }
-            }
-            if (message.ioWaitTimeRecursive != null && $Object.hasOwnProperty.call(message, "ioWaitTimeRecursive")) {
-                if (!$Array.isArray(message.ioWaitTimeRecursive))
-                    return "ioWaitTimeRecursive: array expected";
-                for (let i = 0; i < message.ioWaitTimeRecursive.length; ++i) {
-                    let error = $root.grpc.BlkioStatsEntry.verify(message.ioWaitTimeRecursive[i], _depth + 1);
-                    if (error)
-                        return "ioWaitTimeRecursive." + error;
-                }
-            }
-            if (message.ioMergedRecursive != null && $Object.hasOwnProperty.call(message, "ioMergedRecursive")) {
-                if (!$Array.isArray(message.ioMergedRecursive))
-                    return "ioMergedRecursive: array expected";
-                for (let i = 0; i < message.ioMergedRecursive.length; ++i) {
-                    let error = $root.grpc.BlkioStatsEntry.verify(message.ioMergedRecursive[i], _depth + 1);
-                    if (error)
-                        return "ioMergedRecursive." + error;
-                }
-            }
-            if (message.ioTimeRecursive != null && $Object.hasOwnProperty.call(message, "ioTimeRecursive")) {
-                if (!$Array.isArray(message.ioTimeRecursive))
-                    return "ioTimeRecursive: array expected";
-                for (let i = 0; i < message.ioTimeRecursive.length; ++i) {
-                    let error = $root.grpc.BlkioStatsEntry.verify(message.ioTimeRecursive[i], _depth + 1);
-                    if (error)
-                        return "ioTimeRecursive." + error;
-                }
-            }
-            if (message.sectorsRecursive != null && $Object.hasOwnProperty.call(message, "sectorsRecursive")) {
-                if (!$Array.isArray(message.sectorsRecursive))
-                    return "sectorsRecursive: array expected";
-                for (let i = 0; i < message.sectorsRecursive.length; ++i) {
-                    let error = $root.grpc.BlkioStatsEntry.verify(message.sectorsRecursive[i], _depth + 1);
-                    if (error)
-                        return "sectorsRecursive." + error;
-                }
-            }
-            return null;
         };
 
         BlkioStats.fromObject = function (object, _depth) {
@@ -27011,12 +22712,6 @@ export const grpc = $root.grpc = (() => {
             return BlkioStats.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        BlkioStats.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.BlkioStats";
-        };
-
         return BlkioStats;
     })();
 
@@ -27054,10 +22749,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        HugetlbStats.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         HugetlbStats.decode = function (reader, length, _end, _depth, _target) {
@@ -27129,31 +22820,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        HugetlbStats.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        HugetlbStats.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.usage != null && $Object.hasOwnProperty.call(message, "usage"))
-                if (!$util.isInteger(message.usage) && !(message.usage && $util.isInteger(message.usage.low) && $util.isInteger(message.usage.high)))
-                    return "usage: integer|Long expected";
-            if (message.maxUsage != null && $Object.hasOwnProperty.call(message, "maxUsage"))
-                if (!$util.isInteger(message.maxUsage) && !(message.maxUsage && $util.isInteger(message.maxUsage.low) && $util.isInteger(message.maxUsage.high)))
-                    return "maxUsage: integer|Long expected";
-            if (message.failcnt != null && $Object.hasOwnProperty.call(message, "failcnt"))
-                if (!$util.isInteger(message.failcnt) && !(message.failcnt && $util.isInteger(message.failcnt.low) && $util.isInteger(message.failcnt.high)))
-                    return "failcnt: integer|Long expected";
-            return null;
         };
 
         HugetlbStats.fromObject = function (object, _depth) {
@@ -27252,12 +22918,6 @@ export const grpc = $root.grpc = (() => {
             return HugetlbStats.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        HugetlbStats.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.HugetlbStats";
-        };
-
         return HugetlbStats;
     })();
 
@@ -27305,10 +22965,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        CgroupStats.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         CgroupStats.decode = function (reader, length, _end, _depth, _target) {
@@ -27415,52 +23071,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        CgroupStats.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        CgroupStats.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.cpuStats != null && $Object.hasOwnProperty.call(message, "cpuStats")) {
-                let error = $root.grpc.CpuStats.verify(message.cpuStats, _depth + 1);
-                if (error)
-                    return "cpuStats." + error;
-            }
-            if (message.memoryStats != null && $Object.hasOwnProperty.call(message, "memoryStats")) {
-                let error = $root.grpc.MemoryStats.verify(message.memoryStats, _depth + 1);
-                if (error)
-                    return "memoryStats." + error;
-            }
-            if (message.pidsStats != null && $Object.hasOwnProperty.call(message, "pidsStats")) {
-                let error = $root.grpc.PidsStats.verify(message.pidsStats, _depth + 1);
-                if (error)
-                    return "pidsStats." + error;
-            }
-            if (message.blkioStats != null && $Object.hasOwnProperty.call(message, "blkioStats")) {
-                let error = $root.grpc.BlkioStats.verify(message.blkioStats, _depth + 1);
-                if (error)
-                    return "blkioStats." + error;
-            }
-            if (message.hugetlbStats != null && $Object.hasOwnProperty.call(message, "hugetlbStats")) {
-                if (!$util.isObject(message.hugetlbStats))
-                    return "hugetlbStats: object expected";
-                let key = $Object.keys(message.hugetlbStats);
-                for (let i = 0; i < key.length; ++i) {
-                    let error = $root.grpc.HugetlbStats.verify(message.hugetlbStats[key[i]], _depth + 1);
-                    if (error)
-                        return "hugetlbStats." + error;
-                }
-            }
-            return null;
-        };
-
         CgroupStats.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.CgroupStats)
                 return object;
@@ -27546,12 +23156,6 @@ export const grpc = $root.grpc = (() => {
             return CgroupStats.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        CgroupStats.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.CgroupStats";
-        };
-
         return CgroupStats;
     })();
 
@@ -27607,10 +23211,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        NetworkStats.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         NetworkStats.decode = function (reader, length, _end, _depth, _target) {
@@ -27736,49 +23336,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        NetworkStats.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        NetworkStats.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.name != null && $Object.hasOwnProperty.call(message, "name"))
-                if (!$util.isString(message.name))
-                    return "name: string expected";
-            if (message.rxBytes != null && $Object.hasOwnProperty.call(message, "rxBytes"))
-                if (!$util.isInteger(message.rxBytes) && !(message.rxBytes && $util.isInteger(message.rxBytes.low) && $util.isInteger(message.rxBytes.high)))
-                    return "rxBytes: integer|Long expected";
-            if (message.rxPackets != null && $Object.hasOwnProperty.call(message, "rxPackets"))
-                if (!$util.isInteger(message.rxPackets) && !(message.rxPackets && $util.isInteger(message.rxPackets.low) && $util.isInteger(message.rxPackets.high)))
-                    return "rxPackets: integer|Long expected";
-            if (message.rxErrors != null && $Object.hasOwnProperty.call(message, "rxErrors"))
-                if (!$util.isInteger(message.rxErrors) && !(message.rxErrors && $util.isInteger(message.rxErrors.low) && $util.isInteger(message.rxErrors.high)))
-                    return "rxErrors: integer|Long expected";
-            if (message.rxDropped != null && $Object.hasOwnProperty.call(message, "rxDropped"))
-                if (!$util.isInteger(message.rxDropped) && !(message.rxDropped && $util.isInteger(message.rxDropped.low) && $util.isInteger(message.rxDropped.high)))
-                    return "rxDropped: integer|Long expected";
-            if (message.txBytes != null && $Object.hasOwnProperty.call(message, "txBytes"))
-                if (!$util.isInteger(message.txBytes) && !(message.txBytes && $util.isInteger(message.txBytes.low) && $util.isInteger(message.txBytes.high)))
-                    return "txBytes: integer|Long expected";
-            if (message.txPackets != null && $Object.hasOwnProperty.call(message, "txPackets"))
-                if (!$util.isInteger(message.txPackets) && !(message.txPackets && $util.isInteger(message.txPackets.low) && $util.isInteger(message.txPackets.high)))
-                    return "txPackets: integer|Long expected";
-            if (message.txErrors != null && $Object.hasOwnProperty.call(message, "txErrors"))
-                if (!$util.isInteger(message.txErrors) && !(message.txErrors && $util.isInteger(message.txErrors.low) && $util.isInteger(message.txErrors.high)))
-                    return "txErrors: integer|Long expected";
-            if (message.txDropped != null && $Object.hasOwnProperty.call(message, "txDropped"))
-                if (!$util.isInteger(message.txDropped) && !(message.txDropped && $util.isInteger(message.txDropped.low) && $util.isInteger(message.txDropped.high)))
-                    return "txDropped: integer|Long expected";
-            return null;
         };
 
         NetworkStats.fromObject = function (object, _depth) {
@@ -27993,12 +23550,6 @@ export const grpc = $root.grpc = (() => {
             return NetworkStats.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        NetworkStats.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.NetworkStats";
-        };
-
         return NetworkStats;
     })();
 
@@ -28035,10 +23586,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        StatsContainerResponse.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         StatsContainerResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -28099,36 +23646,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        StatsContainerResponse.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        StatsContainerResponse.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.cgroupStats != null && $Object.hasOwnProperty.call(message, "cgroupStats")) {
-                let error = $root.grpc.CgroupStats.verify(message.cgroupStats, _depth + 1);
-                if (error)
-                    return "cgroupStats." + error;
-            }
-            if (message.networkStats != null && $Object.hasOwnProperty.call(message, "networkStats")) {
-                if (!$Array.isArray(message.networkStats))
-                    return "networkStats: array expected";
-                for (let i = 0; i < message.networkStats.length; ++i) {
-                    let error = $root.grpc.NetworkStats.verify(message.networkStats[i], _depth + 1);
-                    if (error)
-                        return "networkStats." + error;
-                }
-            }
-            return null;
-        };
-
         StatsContainerResponse.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.StatsContainerResponse)
                 return object;
@@ -28183,12 +23700,6 @@ export const grpc = $root.grpc = (() => {
             return StatsContainerResponse.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        StatsContainerResponse.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.StatsContainerResponse";
-        };
-
         return StatsContainerResponse;
     })();
 
@@ -28226,10 +23737,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        WriteStreamRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         WriteStreamRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -28303,31 +23810,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        WriteStreamRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        WriteStreamRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                if (!$util.isString(message.execId))
-                    return "execId: string expected";
-            if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
-                if (!(message.data && typeof message.data.length === "number" || $util.isString(message.data)))
-                    return "data: buffer expected";
-            return null;
-        };
-
         WriteStreamRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.WriteStreamRequest)
                 return object;
@@ -28385,12 +23867,6 @@ export const grpc = $root.grpc = (() => {
             return WriteStreamRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        WriteStreamRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.WriteStreamRequest";
-        };
-
         return WriteStreamRequest;
     })();
 
@@ -28422,10 +23898,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        WriteStreamResponse.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         WriteStreamResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -28481,25 +23953,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        WriteStreamResponse.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        WriteStreamResponse.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.len != null && $Object.hasOwnProperty.call(message, "len"))
-                if (!$util.isInteger(message.len))
-                    return "len: integer expected";
-            return null;
-        };
-
         WriteStreamResponse.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.WriteStreamResponse)
                 return object;
@@ -28533,12 +23986,6 @@ export const grpc = $root.grpc = (() => {
 
         WriteStreamResponse.prototype.toJSON = function() {
             return WriteStreamResponse.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        WriteStreamResponse.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.WriteStreamResponse";
         };
 
         return WriteStreamResponse;
@@ -28578,10 +24025,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        ReadStreamRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         ReadStreamRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -28655,31 +24098,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        ReadStreamRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        ReadStreamRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                if (!$util.isString(message.execId))
-                    return "execId: string expected";
-            if (message.len != null && $Object.hasOwnProperty.call(message, "len"))
-                if (!$util.isInteger(message.len))
-                    return "len: integer expected";
-            return null;
-        };
-
         ReadStreamRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.ReadStreamRequest)
                 return object;
@@ -28728,12 +24146,6 @@ export const grpc = $root.grpc = (() => {
             return ReadStreamRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        ReadStreamRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.ReadStreamRequest";
-        };
-
         return ReadStreamRequest;
     })();
 
@@ -28765,10 +24177,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        ReadStreamResponse.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         ReadStreamResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -28824,25 +24232,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        ReadStreamResponse.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        ReadStreamResponse.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
-                if (!(message.data && typeof message.data.length === "number" || $util.isString(message.data)))
-                    return "data: buffer expected";
-            return null;
-        };
-
         ReadStreamResponse.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.ReadStreamResponse)
                 return object;
@@ -28887,12 +24276,6 @@ export const grpc = $root.grpc = (() => {
             return ReadStreamResponse.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        ReadStreamResponse.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.ReadStreamResponse";
-        };
-
         return ReadStreamResponse;
     })();
 
@@ -28927,10 +24310,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        CloseStdinRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         CloseStdinRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -28995,28 +24374,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        CloseStdinRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        CloseStdinRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                if (!$util.isString(message.execId))
-                    return "execId: string expected";
-            return null;
-        };
-
         CloseStdinRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.CloseStdinRequest)
                 return object;
@@ -29059,12 +24416,6 @@ export const grpc = $root.grpc = (() => {
             return CloseStdinRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        CloseStdinRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.CloseStdinRequest";
-        };
-
         return CloseStdinRequest;
     })();
 
@@ -29105,10 +24456,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        TtyWinResizeRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         TtyWinResizeRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -29191,34 +24538,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        TtyWinResizeRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        TtyWinResizeRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            if (message.execId != null && $Object.hasOwnProperty.call(message, "execId"))
-                if (!$util.isString(message.execId))
-                    return "execId: string expected";
-            if (message.row != null && $Object.hasOwnProperty.call(message, "row"))
-                if (!$util.isInteger(message.row))
-                    return "row: integer expected";
-            if (message.column != null && $Object.hasOwnProperty.call(message, "column"))
-                if (!$util.isInteger(message.column))
-                    return "column: integer expected";
-            return null;
-        };
-
         TtyWinResizeRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.TtyWinResizeRequest)
                 return object;
@@ -29273,12 +24592,6 @@ export const grpc = $root.grpc = (() => {
             return TtyWinResizeRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        TtyWinResizeRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.TtyWinResizeRequest";
-        };
-
         return TtyWinResizeRequest;
     })();
 
@@ -29315,10 +24628,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        KernelModule.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         KernelModule.decode = function (reader, length, _end, _depth, _target) {
@@ -29382,32 +24691,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        KernelModule.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        KernelModule.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.name != null && $Object.hasOwnProperty.call(message, "name"))
-                if (!$util.isString(message.name))
-                    return "name: string expected";
-            if (message.parameters != null && $Object.hasOwnProperty.call(message, "parameters")) {
-                if (!$Array.isArray(message.parameters))
-                    return "parameters: array expected";
-                for (let i = 0; i < message.parameters.length; ++i)
-                    if (!$util.isString(message.parameters[i]))
-                        return "parameters: string[] expected";
-            }
-            return null;
-        };
-
         KernelModule.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.KernelModule)
                 return object;
@@ -29455,12 +24738,6 @@ export const grpc = $root.grpc = (() => {
 
         KernelModule.prototype.toJSON = function() {
             return KernelModule.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        KernelModule.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.KernelModule";
         };
 
         return KernelModule;
@@ -29521,10 +24798,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        CreateSandboxRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         CreateSandboxRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -29640,62 +24913,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        CreateSandboxRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        CreateSandboxRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.hostname != null && $Object.hasOwnProperty.call(message, "hostname"))
-                if (!$util.isString(message.hostname))
-                    return "hostname: string expected";
-            if (message.dns != null && $Object.hasOwnProperty.call(message, "dns")) {
-                if (!$Array.isArray(message.dns))
-                    return "dns: array expected";
-                for (let i = 0; i < message.dns.length; ++i)
-                    if (!$util.isString(message.dns[i]))
-                        return "dns: string[] expected";
-            }
-            if (message.storages != null && $Object.hasOwnProperty.call(message, "storages")) {
-                if (!$Array.isArray(message.storages))
-                    return "storages: array expected";
-                for (let i = 0; i < message.storages.length; ++i) {
-                    let error = $root.grpc.Storage.verify(message.storages[i], _depth + 1);
-                    if (error)
-                        return "storages." + error;
-                }
-            }
-            if (message.sandboxPidns != null && $Object.hasOwnProperty.call(message, "sandboxPidns"))
-                if (typeof message.sandboxPidns !== "boolean")
-                    return "sandboxPidns: boolean expected";
-            if (message.sandboxId != null && $Object.hasOwnProperty.call(message, "sandboxId"))
-                if (!$util.isString(message.sandboxId))
-                    return "sandboxId: string expected";
-            if (message.guestHookPath != null && $Object.hasOwnProperty.call(message, "guestHookPath"))
-                if (!$util.isString(message.guestHookPath))
-                    return "guestHookPath: string expected";
-            if (message.kernelModules != null && $Object.hasOwnProperty.call(message, "kernelModules")) {
-                if (!$Array.isArray(message.kernelModules))
-                    return "kernelModules: array expected";
-                for (let i = 0; i < message.kernelModules.length; ++i) {
-                    let error = $root.grpc.KernelModule.verify(message.kernelModules[i], _depth + 1);
-                    if (error)
-                        return "kernelModules." + error;
-                }
-            }
-            if (message.guestUserns != null && $Object.hasOwnProperty.call(message, "guestUserns"))
-                if (typeof message.guestUserns !== "boolean")
-                    return "guestUserns: boolean expected";
-            return null;
-        };
-
         CreateSandboxRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.CreateSandboxRequest)
                 return object;
@@ -29803,12 +25020,6 @@ export const grpc = $root.grpc = (() => {
             return CreateSandboxRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        CreateSandboxRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.CreateSandboxRequest";
-        };
-
         return CreateSandboxRequest;
     })();
 
@@ -29836,10 +25047,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        DestroySandboxRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         DestroySandboxRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -29883,22 +25090,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        DestroySandboxRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        DestroySandboxRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            return null;
-        };
-
         DestroySandboxRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.DestroySandboxRequest)
                 return object;
@@ -29917,12 +25108,6 @@ export const grpc = $root.grpc = (() => {
 
         DestroySandboxRequest.prototype.toJSON = function() {
             return DestroySandboxRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        DestroySandboxRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.DestroySandboxRequest";
         };
 
         return DestroySandboxRequest;
@@ -29952,10 +25137,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        RemoveStaleVirtiofsShareMountsRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         RemoveStaleVirtiofsShareMountsRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -29999,22 +25180,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        RemoveStaleVirtiofsShareMountsRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        RemoveStaleVirtiofsShareMountsRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            return null;
-        };
-
         RemoveStaleVirtiofsShareMountsRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.RemoveStaleVirtiofsShareMountsRequest)
                 return object;
@@ -30033,12 +25198,6 @@ export const grpc = $root.grpc = (() => {
 
         RemoveStaleVirtiofsShareMountsRequest.prototype.toJSON = function() {
             return RemoveStaleVirtiofsShareMountsRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        RemoveStaleVirtiofsShareMountsRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.RemoveStaleVirtiofsShareMountsRequest";
         };
 
         return RemoveStaleVirtiofsShareMountsRequest;
@@ -30074,10 +25233,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Interfaces.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Interfaces.decode = function (reader, length, _end, _depth, _target) {
@@ -30132,31 +25287,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        Interfaces.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Interfaces.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Interfaces != null && $Object.hasOwnProperty.call(message, "Interfaces")) {
-                if (!$Array.isArray(message.Interfaces))
-                    return "Interfaces: array expected";
-                for (let i = 0; i < message.Interfaces.length; ++i) {
-                    let error = $root.types.Interface.verify(message.Interfaces[i], _depth + 1);
-                    if (error)
-                        return "Interfaces." + error;
-                }
-            }
-            return null;
-        };
-
         Interfaces.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.Interfaces)
                 return object;
@@ -30202,12 +25332,6 @@ export const grpc = $root.grpc = (() => {
             return Interfaces.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Interfaces.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Interfaces";
-        };
-
         return Interfaces;
     })();
 
@@ -30241,10 +25365,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Routes.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Routes.decode = function (reader, length, _end, _depth, _target) {
@@ -30299,31 +25419,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        Routes.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Routes.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Routes != null && $Object.hasOwnProperty.call(message, "Routes")) {
-                if (!$Array.isArray(message.Routes))
-                    return "Routes: array expected";
-                for (let i = 0; i < message.Routes.length; ++i) {
-                    let error = $root.types.Route.verify(message.Routes[i], _depth + 1);
-                    if (error)
-                        return "Routes." + error;
-                }
-            }
-            return null;
-        };
-
         Routes.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.Routes)
                 return object;
@@ -30369,12 +25464,6 @@ export const grpc = $root.grpc = (() => {
             return Routes.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Routes.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Routes";
-        };
-
         return Routes;
     })();
 
@@ -30406,10 +25495,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        UpdateInterfaceRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         UpdateInterfaceRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -30462,27 +25547,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        UpdateInterfaceRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        UpdateInterfaceRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message["interface"] != null && $Object.hasOwnProperty.call(message, "interface")) {
-                let error = $root.types.Interface.verify(message["interface"], _depth + 1);
-                if (error)
-                    return "interface." + error;
-            }
-            return null;
-        };
-
         UpdateInterfaceRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.UpdateInterfaceRequest)
                 return object;
@@ -30520,12 +25584,6 @@ export const grpc = $root.grpc = (() => {
             return UpdateInterfaceRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        UpdateInterfaceRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.UpdateInterfaceRequest";
-        };
-
         return UpdateInterfaceRequest;
     })();
 
@@ -30557,10 +25615,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        UpdateRoutesRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         UpdateRoutesRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -30613,27 +25667,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        UpdateRoutesRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        UpdateRoutesRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.routes != null && $Object.hasOwnProperty.call(message, "routes")) {
-                let error = $root.grpc.Routes.verify(message.routes, _depth + 1);
-                if (error)
-                    return "routes." + error;
-            }
-            return null;
-        };
-
         UpdateRoutesRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.UpdateRoutesRequest)
                 return object;
@@ -30671,12 +25704,6 @@ export const grpc = $root.grpc = (() => {
             return UpdateRoutesRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        UpdateRoutesRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.UpdateRoutesRequest";
-        };
-
         return UpdateRoutesRequest;
     })();
 
@@ -30704,10 +25731,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        ListInterfacesRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         ListInterfacesRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -30751,22 +25774,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        ListInterfacesRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        ListInterfacesRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            return null;
-        };
-
         ListInterfacesRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.ListInterfacesRequest)
                 return object;
@@ -30785,12 +25792,6 @@ export const grpc = $root.grpc = (() => {
 
         ListInterfacesRequest.prototype.toJSON = function() {
             return ListInterfacesRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        ListInterfacesRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.ListInterfacesRequest";
         };
 
         return ListInterfacesRequest;
@@ -30820,10 +25821,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        ListRoutesRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         ListRoutesRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -30867,22 +25864,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        ListRoutesRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        ListRoutesRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            return null;
-        };
-
         ListRoutesRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.ListRoutesRequest)
                 return object;
@@ -30901,12 +25882,6 @@ export const grpc = $root.grpc = (() => {
 
         ListRoutesRequest.prototype.toJSON = function() {
             return ListRoutesRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        ListRoutesRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.ListRoutesRequest";
         };
 
         return ListRoutesRequest;
@@ -30942,10 +25917,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        ARPNeighbors.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         ARPNeighbors.decode = function (reader, length, _end, _depth, _target) {
@@ -31000,31 +25971,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        ARPNeighbors.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        ARPNeighbors.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.ARPNeighbors != null && $Object.hasOwnProperty.call(message, "ARPNeighbors")) {
-                if (!$Array.isArray(message.ARPNeighbors))
-                    return "ARPNeighbors: array expected";
-                for (let i = 0; i < message.ARPNeighbors.length; ++i) {
-                    let error = $root.types.ARPNeighbor.verify(message.ARPNeighbors[i], _depth + 1);
-                    if (error)
-                        return "ARPNeighbors." + error;
-                }
-            }
-            return null;
-        };
-
         ARPNeighbors.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.ARPNeighbors)
                 return object;
@@ -31070,12 +26016,6 @@ export const grpc = $root.grpc = (() => {
             return ARPNeighbors.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        ARPNeighbors.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.ARPNeighbors";
-        };
-
         return ARPNeighbors;
     })();
 
@@ -31107,10 +26047,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        AddARPNeighborsRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         AddARPNeighborsRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -31163,27 +26099,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        AddARPNeighborsRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        AddARPNeighborsRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.neighbors != null && $Object.hasOwnProperty.call(message, "neighbors")) {
-                let error = $root.grpc.ARPNeighbors.verify(message.neighbors, _depth + 1);
-                if (error)
-                    return "neighbors." + error;
-            }
-            return null;
-        };
-
         AddARPNeighborsRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.AddARPNeighborsRequest)
                 return object;
@@ -31221,12 +26136,6 @@ export const grpc = $root.grpc = (() => {
             return AddARPNeighborsRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        AddARPNeighborsRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.AddARPNeighborsRequest";
-        };
-
         return AddARPNeighborsRequest;
     })();
 
@@ -31258,10 +26167,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        GetIPTablesRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         GetIPTablesRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -31317,25 +26222,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        GetIPTablesRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        GetIPTablesRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.isIpv6 != null && $Object.hasOwnProperty.call(message, "isIpv6"))
-                if (typeof message.isIpv6 !== "boolean")
-                    return "isIpv6: boolean expected";
-            return null;
-        };
-
         GetIPTablesRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.GetIPTablesRequest)
                 return object;
@@ -31371,12 +26257,6 @@ export const grpc = $root.grpc = (() => {
             return GetIPTablesRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        GetIPTablesRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.GetIPTablesRequest";
-        };
-
         return GetIPTablesRequest;
     })();
 
@@ -31408,10 +26288,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        GetIPTablesResponse.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         GetIPTablesResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -31467,25 +26343,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        GetIPTablesResponse.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        GetIPTablesResponse.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
-                if (!(message.data && typeof message.data.length === "number" || $util.isString(message.data)))
-                    return "data: buffer expected";
-            return null;
-        };
-
         GetIPTablesResponse.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.GetIPTablesResponse)
                 return object;
@@ -31530,12 +26387,6 @@ export const grpc = $root.grpc = (() => {
             return GetIPTablesResponse.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        GetIPTablesResponse.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.GetIPTablesResponse";
-        };
-
         return GetIPTablesResponse;
     })();
 
@@ -31570,10 +26421,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        SetIPTablesRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         SetIPTablesRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -31638,28 +26485,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        SetIPTablesRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        SetIPTablesRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.isIpv6 != null && $Object.hasOwnProperty.call(message, "isIpv6"))
-                if (typeof message.isIpv6 !== "boolean")
-                    return "isIpv6: boolean expected";
-            if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
-                if (!(message.data && typeof message.data.length === "number" || $util.isString(message.data)))
-                    return "data: buffer expected";
-            return null;
-        };
-
         SetIPTablesRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.SetIPTablesRequest)
                 return object;
@@ -31711,12 +26536,6 @@ export const grpc = $root.grpc = (() => {
             return SetIPTablesRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        SetIPTablesRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.SetIPTablesRequest";
-        };
-
         return SetIPTablesRequest;
     })();
 
@@ -31748,10 +26567,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        SetIPTablesResponse.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         SetIPTablesResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -31807,25 +26622,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        SetIPTablesResponse.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        SetIPTablesResponse.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
-                if (!(message.data && typeof message.data.length === "number" || $util.isString(message.data)))
-                    return "data: buffer expected";
-            return null;
-        };
-
         SetIPTablesResponse.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.SetIPTablesResponse)
                 return object;
@@ -31870,12 +26666,6 @@ export const grpc = $root.grpc = (() => {
             return SetIPTablesResponse.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        SetIPTablesResponse.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.SetIPTablesResponse";
-        };
-
         return SetIPTablesResponse;
     })();
 
@@ -31903,10 +26693,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        GetMetricsRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         GetMetricsRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -31950,22 +26736,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        GetMetricsRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        GetMetricsRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            return null;
-        };
-
         GetMetricsRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.GetMetricsRequest)
                 return object;
@@ -31984,12 +26754,6 @@ export const grpc = $root.grpc = (() => {
 
         GetMetricsRequest.prototype.toJSON = function() {
             return GetMetricsRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        GetMetricsRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.GetMetricsRequest";
         };
 
         return GetMetricsRequest;
@@ -32023,10 +26787,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Metrics.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Metrics.decode = function (reader, length, _end, _depth, _target) {
@@ -32082,25 +26842,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        Metrics.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Metrics.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.metrics != null && $Object.hasOwnProperty.call(message, "metrics"))
-                if (!$util.isString(message.metrics))
-                    return "metrics: string expected";
-            return null;
-        };
-
         Metrics.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.Metrics)
                 return object;
@@ -32134,12 +26875,6 @@ export const grpc = $root.grpc = (() => {
 
         Metrics.prototype.toJSON = function() {
             return Metrics.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        Metrics.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Metrics";
         };
 
         return Metrics;
@@ -32237,10 +26972,6 @@ export const grpc = $root.grpc = (() => {
             return writer;
         };
 
-        MemAgentMemcgConfig.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
-        };
-
         MemAgentMemcgConfig.decode = function (reader, length, _end, _depth, _target) {
             if (!(reader instanceof $Reader))
                 reader = $Reader.create(reader);
@@ -32334,58 +27065,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        MemAgentMemcgConfig.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        MemAgentMemcgConfig.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            let properties = {};
-            if (message.disabled != null && $Object.hasOwnProperty.call(message, "disabled")) {
-                properties._disabled = 1;
-                if (typeof message.disabled !== "boolean")
-                    return "disabled: boolean expected";
-            }
-            if (message.swap != null && $Object.hasOwnProperty.call(message, "swap")) {
-                properties._swap = 1;
-                if (typeof message.swap !== "boolean")
-                    return "swap: boolean expected";
-            }
-            if (message.swappinessMax != null && $Object.hasOwnProperty.call(message, "swappinessMax")) {
-                properties._swappinessMax = 1;
-                if (!$util.isInteger(message.swappinessMax))
-                    return "swappinessMax: integer expected";
-            }
-            if (message.periodSecs != null && $Object.hasOwnProperty.call(message, "periodSecs")) {
-                properties._periodSecs = 1;
-                if (!$util.isInteger(message.periodSecs) && !(message.periodSecs && $util.isInteger(message.periodSecs.low) && $util.isInteger(message.periodSecs.high)))
-                    return "periodSecs: integer|Long expected";
-            }
-            if (message.periodPsiPercentLimit != null && $Object.hasOwnProperty.call(message, "periodPsiPercentLimit")) {
-                properties._periodPsiPercentLimit = 1;
-                if (!$util.isInteger(message.periodPsiPercentLimit))
-                    return "periodPsiPercentLimit: integer expected";
-            }
-            if (message.evictionPsiPercentLimit != null && $Object.hasOwnProperty.call(message, "evictionPsiPercentLimit")) {
-                properties._evictionPsiPercentLimit = 1;
-                if (!$util.isInteger(message.evictionPsiPercentLimit))
-                    return "evictionPsiPercentLimit: integer expected";
-            }
-            if (message.evictionRunAgingCountMin != null && $Object.hasOwnProperty.call(message, "evictionRunAgingCountMin")) {
-                properties._evictionRunAgingCountMin = 1;
-                if (!$util.isInteger(message.evictionRunAgingCountMin) && !(message.evictionRunAgingCountMin && $util.isInteger(message.evictionRunAgingCountMin.low) && $util.isInteger(message.evictionRunAgingCountMin.high)))
-                    return "evictionRunAgingCountMin: integer|Long expected";
-            }
-            return null;
-        };
-
         MemAgentMemcgConfig.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.MemAgentMemcgConfig)
                 return object;
@@ -32464,12 +27143,6 @@ export const grpc = $root.grpc = (() => {
 
         MemAgentMemcgConfig.prototype.toJSON = function() {
             return MemAgentMemcgConfig.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        MemAgentMemcgConfig.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.MemAgentMemcgConfig";
         };
 
         return MemAgentMemcgConfig;
@@ -32576,10 +27249,6 @@ export const grpc = $root.grpc = (() => {
             return writer;
         };
 
-        MemAgentCompactConfig.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
-        };
-
         MemAgentCompactConfig.decode = function (reader, length, _end, _depth, _target) {
             if (!(reader instanceof $Reader))
                 reader = $Reader.create(reader);
@@ -32678,63 +27347,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        MemAgentCompactConfig.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        MemAgentCompactConfig.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            let properties = {};
-            if (message.disabled != null && $Object.hasOwnProperty.call(message, "disabled")) {
-                properties._disabled = 1;
-                if (typeof message.disabled !== "boolean")
-                    return "disabled: boolean expected";
-            }
-            if (message.periodSecs != null && $Object.hasOwnProperty.call(message, "periodSecs")) {
-                properties._periodSecs = 1;
-                if (!$util.isInteger(message.periodSecs) && !(message.periodSecs && $util.isInteger(message.periodSecs.low) && $util.isInteger(message.periodSecs.high)))
-                    return "periodSecs: integer|Long expected";
-            }
-            if (message.periodPsiPercentLimit != null && $Object.hasOwnProperty.call(message, "periodPsiPercentLimit")) {
-                properties._periodPsiPercentLimit = 1;
-                if (!$util.isInteger(message.periodPsiPercentLimit))
-                    return "periodPsiPercentLimit: integer expected";
-            }
-            if (message.compactPsiPercentLimit != null && $Object.hasOwnProperty.call(message, "compactPsiPercentLimit")) {
-                properties._compactPsiPercentLimit = 1;
-                if (!$util.isInteger(message.compactPsiPercentLimit))
-                    return "compactPsiPercentLimit: integer expected";
-            }
-            if (message.compactSecMax != null && $Object.hasOwnProperty.call(message, "compactSecMax")) {
-                properties._compactSecMax = 1;
-                if (!$util.isInteger(message.compactSecMax) && !(message.compactSecMax && $util.isInteger(message.compactSecMax.low) && $util.isInteger(message.compactSecMax.high)))
-                    return "compactSecMax: integer|Long expected";
-            }
-            if (message.compactOrder != null && $Object.hasOwnProperty.call(message, "compactOrder")) {
-                properties._compactOrder = 1;
-                if (!$util.isInteger(message.compactOrder))
-                    return "compactOrder: integer expected";
-            }
-            if (message.compactThreshold != null && $Object.hasOwnProperty.call(message, "compactThreshold")) {
-                properties._compactThreshold = 1;
-                if (!$util.isInteger(message.compactThreshold) && !(message.compactThreshold && $util.isInteger(message.compactThreshold.low) && $util.isInteger(message.compactThreshold.high)))
-                    return "compactThreshold: integer|Long expected";
-            }
-            if (message.compactForceTimes != null && $Object.hasOwnProperty.call(message, "compactForceTimes")) {
-                properties._compactForceTimes = 1;
-                if (!$util.isInteger(message.compactForceTimes) && !(message.compactForceTimes && $util.isInteger(message.compactForceTimes.low) && $util.isInteger(message.compactForceTimes.high)))
-                    return "compactForceTimes: integer|Long expected";
-            }
-            return null;
         };
 
         MemAgentCompactConfig.fromObject = function (object, _depth) {
@@ -32845,12 +27457,6 @@ export const grpc = $root.grpc = (() => {
             return MemAgentCompactConfig.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        MemAgentCompactConfig.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.MemAgentCompactConfig";
-        };
-
         return MemAgentCompactConfig;
     })();
 
@@ -32888,10 +27494,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        OnlineCPUMemRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         OnlineCPUMemRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -32965,31 +27567,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        OnlineCPUMemRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        OnlineCPUMemRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.wait != null && $Object.hasOwnProperty.call(message, "wait"))
-                if (typeof message.wait !== "boolean")
-                    return "wait: boolean expected";
-            if (message.nbCpus != null && $Object.hasOwnProperty.call(message, "nbCpus"))
-                if (!$util.isInteger(message.nbCpus))
-                    return "nbCpus: integer expected";
-            if (message.cpuOnly != null && $Object.hasOwnProperty.call(message, "cpuOnly"))
-                if (typeof message.cpuOnly !== "boolean")
-                    return "cpuOnly: boolean expected";
-            return null;
-        };
-
         OnlineCPUMemRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.OnlineCPUMemRequest)
                 return object;
@@ -33038,12 +27615,6 @@ export const grpc = $root.grpc = (() => {
             return OnlineCPUMemRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        OnlineCPUMemRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.OnlineCPUMemRequest";
-        };
-
         return OnlineCPUMemRequest;
     })();
 
@@ -33075,10 +27646,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        ReseedRandomDevRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         ReseedRandomDevRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -33134,25 +27701,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        ReseedRandomDevRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        ReseedRandomDevRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
-                if (!(message.data && typeof message.data.length === "number" || $util.isString(message.data)))
-                    return "data: buffer expected";
-            return null;
-        };
-
         ReseedRandomDevRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.ReseedRandomDevRequest)
                 return object;
@@ -33195,12 +27743,6 @@ export const grpc = $root.grpc = (() => {
 
         ReseedRandomDevRequest.prototype.toJSON = function() {
             return ReseedRandomDevRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        ReseedRandomDevRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.ReseedRandomDevRequest";
         };
 
         return ReseedRandomDevRequest;
@@ -33255,10 +27797,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        AgentDetails.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         AgentDetails.decode = function (reader, length, _end, _depth, _target) {
@@ -33356,52 +27894,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        AgentDetails.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        AgentDetails.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.version != null && $Object.hasOwnProperty.call(message, "version"))
-                if (!$util.isString(message.version))
-                    return "version: string expected";
-            if (message.initDaemon != null && $Object.hasOwnProperty.call(message, "initDaemon"))
-                if (typeof message.initDaemon !== "boolean")
-                    return "initDaemon: boolean expected";
-            if (message.deviceHandlers != null && $Object.hasOwnProperty.call(message, "deviceHandlers")) {
-                if (!$Array.isArray(message.deviceHandlers))
-                    return "deviceHandlers: array expected";
-                for (let i = 0; i < message.deviceHandlers.length; ++i)
-                    if (!$util.isString(message.deviceHandlers[i]))
-                        return "deviceHandlers: string[] expected";
-            }
-            if (message.storageHandlers != null && $Object.hasOwnProperty.call(message, "storageHandlers")) {
-                if (!$Array.isArray(message.storageHandlers))
-                    return "storageHandlers: array expected";
-                for (let i = 0; i < message.storageHandlers.length; ++i)
-                    if (!$util.isString(message.storageHandlers[i]))
-                        return "storageHandlers: string[] expected";
-            }
-            if (message.supportsSeccomp != null && $Object.hasOwnProperty.call(message, "supportsSeccomp"))
-                if (typeof message.supportsSeccomp !== "boolean")
-                    return "supportsSeccomp: boolean expected";
-            if (message.extraFeatures != null && $Object.hasOwnProperty.call(message, "extraFeatures")) {
-                if (!$Array.isArray(message.extraFeatures))
-                    return "extraFeatures: array expected";
-                for (let i = 0; i < message.extraFeatures.length; ++i)
-                    if (!$util.isString(message.extraFeatures[i]))
-                        return "extraFeatures: string[] expected";
-            }
-            return null;
-        };
-
         AgentDetails.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.AgentDetails)
                 return object;
@@ -33491,12 +27983,6 @@ export const grpc = $root.grpc = (() => {
             return AgentDetails.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        AgentDetails.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.AgentDetails";
-        };
-
         return AgentDetails;
     })();
 
@@ -33531,10 +28017,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        GuestDetailsRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         GuestDetailsRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -33599,28 +28081,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        GuestDetailsRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        GuestDetailsRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.memBlockSize != null && $Object.hasOwnProperty.call(message, "memBlockSize"))
-                if (typeof message.memBlockSize !== "boolean")
-                    return "memBlockSize: boolean expected";
-            if (message.memHotplugProbe != null && $Object.hasOwnProperty.call(message, "memHotplugProbe"))
-                if (typeof message.memHotplugProbe !== "boolean")
-                    return "memHotplugProbe: boolean expected";
-            return null;
-        };
-
         GuestDetailsRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.GuestDetailsRequest)
                 return object;
@@ -33663,12 +28123,6 @@ export const grpc = $root.grpc = (() => {
             return GuestDetailsRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        GuestDetailsRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.GuestDetailsRequest";
-        };
-
         return GuestDetailsRequest;
     })();
 
@@ -33706,10 +28160,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        GuestDetailsResponse.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         GuestDetailsResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -33780,33 +28230,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        GuestDetailsResponse.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        GuestDetailsResponse.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.memBlockSizeBytes != null && $Object.hasOwnProperty.call(message, "memBlockSizeBytes"))
-                if (!$util.isInteger(message.memBlockSizeBytes) && !(message.memBlockSizeBytes && $util.isInteger(message.memBlockSizeBytes.low) && $util.isInteger(message.memBlockSizeBytes.high)))
-                    return "memBlockSizeBytes: integer|Long expected";
-            if (message.agentDetails != null && $Object.hasOwnProperty.call(message, "agentDetails")) {
-                let error = $root.grpc.AgentDetails.verify(message.agentDetails, _depth + 1);
-                if (error)
-                    return "agentDetails." + error;
-            }
-            if (message.supportMemHotplugProbe != null && $Object.hasOwnProperty.call(message, "supportMemHotplugProbe"))
-                if (typeof message.supportMemHotplugProbe !== "boolean")
-                    return "supportMemHotplugProbe: boolean expected";
-            return null;
-        };
-
         GuestDetailsResponse.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.GuestDetailsResponse)
                 return object;
@@ -33873,12 +28296,6 @@ export const grpc = $root.grpc = (() => {
             return GuestDetailsResponse.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        GuestDetailsResponse.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.GuestDetailsResponse";
-        };
-
         return GuestDetailsResponse;
     })();
 
@@ -33911,10 +28328,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        MemHotplugByProbeRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         MemHotplugByProbeRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -33975,29 +28388,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        MemHotplugByProbeRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        MemHotplugByProbeRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.memHotplugProbeAddr != null && $Object.hasOwnProperty.call(message, "memHotplugProbeAddr")) {
-                if (!$Array.isArray(message.memHotplugProbeAddr))
-                    return "memHotplugProbeAddr: array expected";
-                for (let i = 0; i < message.memHotplugProbeAddr.length; ++i)
-                    if (!$util.isInteger(message.memHotplugProbeAddr[i]) && !(message.memHotplugProbeAddr[i] && $util.isInteger(message.memHotplugProbeAddr[i].low) && $util.isInteger(message.memHotplugProbeAddr[i].high)))
-                        return "memHotplugProbeAddr: integer|Long[] expected";
-            }
-            return null;
-        };
-
         MemHotplugByProbeRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.MemHotplugByProbeRequest)
                 return object;
@@ -34052,12 +28442,6 @@ export const grpc = $root.grpc = (() => {
             return MemHotplugByProbeRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        MemHotplugByProbeRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.MemHotplugByProbeRequest";
-        };
-
         return MemHotplugByProbeRequest;
     })();
 
@@ -34092,10 +28476,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        SetGuestDateTimeRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         SetGuestDateTimeRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -34158,28 +28538,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        SetGuestDateTimeRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        SetGuestDateTimeRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Sec != null && $Object.hasOwnProperty.call(message, "Sec"))
-                if (!$util.isInteger(message.Sec) && !(message.Sec && $util.isInteger(message.Sec.low) && $util.isInteger(message.Sec.high)))
-                    return "Sec: integer|Long expected";
-            if (message.Usec != null && $Object.hasOwnProperty.call(message, "Usec"))
-                if (!$util.isInteger(message.Usec) && !(message.Usec && $util.isInteger(message.Usec.low) && $util.isInteger(message.Usec.high)))
-                    return "Usec: integer|Long expected";
-            return null;
         };
 
         SetGuestDateTimeRequest.fromObject = function (object, _depth) {
@@ -34256,12 +28614,6 @@ export const grpc = $root.grpc = (() => {
             return SetGuestDateTimeRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        SetGuestDateTimeRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.SetGuestDateTimeRequest";
-        };
-
         return SetGuestDateTimeRequest;
     })();
 
@@ -34296,10 +28648,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        FSGroup.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         FSGroup.decode = function (reader, length, _end, _depth, _target) {
@@ -34364,28 +28712,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        FSGroup.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        FSGroup.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.groupId != null && $Object.hasOwnProperty.call(message, "groupId"))
-                if (!$util.isInteger(message.groupId))
-                    return "groupId: integer expected";
-            if (message.groupChangePolicy != null && $Object.hasOwnProperty.call(message, "groupChangePolicy"))
-                if (typeof message.groupChangePolicy !== "number" || (message.groupChangePolicy | 0) !== message.groupChangePolicy)
-                    return "groupChangePolicy: enum value expected";
-            return null;
-        };
-
         FSGroup.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.FSGroup)
                 return object;
@@ -34439,12 +28765,6 @@ export const grpc = $root.grpc = (() => {
             return FSGroup.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        FSGroup.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.FSGroup";
-        };
-
         return FSGroup;
     })();
 
@@ -34488,10 +28808,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        SharedMount.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         SharedMount.decode = function (reader, length, _end, _depth, _target) {
@@ -34583,37 +28899,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        SharedMount.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        SharedMount.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.name != null && $Object.hasOwnProperty.call(message, "name"))
-                if (!$util.isString(message.name))
-                    return "name: string expected";
-            if (message.srcCtr != null && $Object.hasOwnProperty.call(message, "srcCtr"))
-                if (!$util.isString(message.srcCtr))
-                    return "srcCtr: string expected";
-            if (message.srcPath != null && $Object.hasOwnProperty.call(message, "srcPath"))
-                if (!$util.isString(message.srcPath))
-                    return "srcPath: string expected";
-            if (message.dstCtr != null && $Object.hasOwnProperty.call(message, "dstCtr"))
-                if (!$util.isString(message.dstCtr))
-                    return "dstCtr: string expected";
-            if (message.dstPath != null && $Object.hasOwnProperty.call(message, "dstPath"))
-                if (!$util.isString(message.dstPath))
-                    return "dstPath: string expected";
-            return null;
-        };
-
         SharedMount.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.SharedMount)
                 return object;
@@ -34674,12 +28959,6 @@ export const grpc = $root.grpc = (() => {
             return SharedMount.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        SharedMount.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.SharedMount";
-        };
-
         return SharedMount;
     })();
 
@@ -34736,10 +29015,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Storage.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Storage.decode = function (reader, length, _end, _depth, _target) {
@@ -34853,56 +29128,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        Storage.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Storage.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.driver != null && $Object.hasOwnProperty.call(message, "driver"))
-                if (!$util.isString(message.driver))
-                    return "driver: string expected";
-            if (message.driverOptions != null && $Object.hasOwnProperty.call(message, "driverOptions")) {
-                if (!$Array.isArray(message.driverOptions))
-                    return "driverOptions: array expected";
-                for (let i = 0; i < message.driverOptions.length; ++i)
-                    if (!$util.isString(message.driverOptions[i]))
-                        return "driverOptions: string[] expected";
-            }
-            if (message.source != null && $Object.hasOwnProperty.call(message, "source"))
-                if (!$util.isString(message.source))
-                    return "source: string expected";
-            if (message.fstype != null && $Object.hasOwnProperty.call(message, "fstype"))
-                if (!$util.isString(message.fstype))
-                    return "fstype: string expected";
-            if (message.options != null && $Object.hasOwnProperty.call(message, "options")) {
-                if (!$Array.isArray(message.options))
-                    return "options: array expected";
-                for (let i = 0; i < message.options.length; ++i)
-                    if (!$util.isString(message.options[i]))
-                        return "options: string[] expected";
-            }
-            if (message.mountPoint != null && $Object.hasOwnProperty.call(message, "mountPoint"))
-                if (!$util.isString(message.mountPoint))
-                    return "mountPoint: string expected";
-            if (message.fsGroup != null && $Object.hasOwnProperty.call(message, "fsGroup")) {
-                let error = $root.grpc.FSGroup.verify(message.fsGroup, _depth + 1);
-                if (error)
-                    return "fsGroup." + error;
-            }
-            if (message.shared != null && $Object.hasOwnProperty.call(message, "shared"))
-                if (typeof message.shared !== "boolean")
-                    return "shared: boolean expected";
-            return null;
-        };
-
         Storage.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.Storage)
                 return object;
@@ -34999,12 +29224,6 @@ export const grpc = $root.grpc = (() => {
             return Storage.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Storage.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Storage";
-        };
-
         return Storage;
     })();
 
@@ -35050,10 +29269,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Device.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Device.decode = function (reader, length, _end, _depth, _target) {
@@ -35144,41 +29359,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        Device.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Device.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.id != null && $Object.hasOwnProperty.call(message, "id"))
-                if (!$util.isString(message.id))
-                    return "id: string expected";
-            if (message.type != null && $Object.hasOwnProperty.call(message, "type"))
-                if (!$util.isString(message.type))
-                    return "type: string expected";
-            if (message.vmPath != null && $Object.hasOwnProperty.call(message, "vmPath"))
-                if (!$util.isString(message.vmPath))
-                    return "vmPath: string expected";
-            if (message.containerPath != null && $Object.hasOwnProperty.call(message, "containerPath"))
-                if (!$util.isString(message.containerPath))
-                    return "containerPath: string expected";
-            if (message.options != null && $Object.hasOwnProperty.call(message, "options")) {
-                if (!$Array.isArray(message.options))
-                    return "options: array expected";
-                for (let i = 0; i < message.options.length; ++i)
-                    if (!$util.isString(message.options[i]))
-                        return "options: string[] expected";
-            }
-            return null;
-        };
-
         Device.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.Device)
                 return object;
@@ -35247,12 +29427,6 @@ export const grpc = $root.grpc = (() => {
             return Device.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Device.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Device";
-        };
-
         return Device;
     })();
 
@@ -35292,10 +29466,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        StringUser.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         StringUser.decode = function (reader, length, _end, _depth, _target) {
@@ -35368,35 +29538,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        StringUser.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        StringUser.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.uid != null && $Object.hasOwnProperty.call(message, "uid"))
-                if (!$util.isString(message.uid))
-                    return "uid: string expected";
-            if (message.gid != null && $Object.hasOwnProperty.call(message, "gid"))
-                if (!$util.isString(message.gid))
-                    return "gid: string expected";
-            if (message.additionalGids != null && $Object.hasOwnProperty.call(message, "additionalGids")) {
-                if (!$Array.isArray(message.additionalGids))
-                    return "additionalGids: array expected";
-                for (let i = 0; i < message.additionalGids.length; ++i)
-                    if (!$util.isString(message.additionalGids[i]))
-                        return "additionalGids: string[] expected";
-            }
-            return null;
-        };
-
         StringUser.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.StringUser)
                 return object;
@@ -35453,12 +29594,6 @@ export const grpc = $root.grpc = (() => {
             return StringUser.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        StringUser.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.StringUser";
-        };
-
         return StringUser;
     })();
 
@@ -35511,10 +29646,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        CopyFileRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         CopyFileRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -35631,46 +29762,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        CopyFileRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        CopyFileRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.path != null && $Object.hasOwnProperty.call(message, "path"))
-                if (!$util.isString(message.path))
-                    return "path: string expected";
-            if (message.fileSize != null && $Object.hasOwnProperty.call(message, "fileSize"))
-                if (!$util.isInteger(message.fileSize) && !(message.fileSize && $util.isInteger(message.fileSize.low) && $util.isInteger(message.fileSize.high)))
-                    return "fileSize: integer|Long expected";
-            if (message.fileMode != null && $Object.hasOwnProperty.call(message, "fileMode"))
-                if (!$util.isInteger(message.fileMode))
-                    return "fileMode: integer expected";
-            if (message.dirMode != null && $Object.hasOwnProperty.call(message, "dirMode"))
-                if (!$util.isInteger(message.dirMode))
-                    return "dirMode: integer expected";
-            if (message.uid != null && $Object.hasOwnProperty.call(message, "uid"))
-                if (!$util.isInteger(message.uid))
-                    return "uid: integer expected";
-            if (message.gid != null && $Object.hasOwnProperty.call(message, "gid"))
-                if (!$util.isInteger(message.gid))
-                    return "gid: integer expected";
-            if (message.offset != null && $Object.hasOwnProperty.call(message, "offset"))
-                if (!$util.isInteger(message.offset) && !(message.offset && $util.isInteger(message.offset.low) && $util.isInteger(message.offset.high)))
-                    return "offset: integer|Long expected";
-            if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
-                if (!(message.data && typeof message.data.length === "number" || $util.isString(message.data)))
-                    return "data: buffer expected";
-            return null;
         };
 
         CopyFileRequest.fromObject = function (object, _depth) {
@@ -35792,12 +29883,6 @@ export const grpc = $root.grpc = (() => {
             return CopyFileRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        CopyFileRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.CopyFileRequest";
-        };
-
         return CopyFileRequest;
     })();
 
@@ -35825,10 +29910,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        GetOOMEventRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         GetOOMEventRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -35872,22 +29953,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        GetOOMEventRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        GetOOMEventRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            return null;
-        };
-
         GetOOMEventRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.GetOOMEventRequest)
                 return object;
@@ -35906,12 +29971,6 @@ export const grpc = $root.grpc = (() => {
 
         GetOOMEventRequest.prototype.toJSON = function() {
             return GetOOMEventRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        GetOOMEventRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.GetOOMEventRequest";
         };
 
         return GetOOMEventRequest;
@@ -35945,10 +30004,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        OOMEvent.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         OOMEvent.decode = function (reader, length, _end, _depth, _target) {
@@ -36004,25 +30059,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        OOMEvent.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        OOMEvent.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.containerId != null && $Object.hasOwnProperty.call(message, "containerId"))
-                if (!$util.isString(message.containerId))
-                    return "containerId: string expected";
-            return null;
-        };
-
         OOMEvent.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.OOMEvent)
                 return object;
@@ -36058,12 +30094,6 @@ export const grpc = $root.grpc = (() => {
             return OOMEvent.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        OOMEvent.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.OOMEvent";
-        };
-
         return OOMEvent;
     })();
 
@@ -36096,10 +30126,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        AddSwapRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         AddSwapRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -36160,29 +30186,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        AddSwapRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        AddSwapRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.PCIPath != null && $Object.hasOwnProperty.call(message, "PCIPath")) {
-                if (!$Array.isArray(message.PCIPath))
-                    return "PCIPath: array expected";
-                for (let i = 0; i < message.PCIPath.length; ++i)
-                    if (!$util.isInteger(message.PCIPath[i]))
-                        return "PCIPath: integer[] expected";
-            }
-            return null;
-        };
-
         AddSwapRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.AddSwapRequest)
                 return object;
@@ -36225,12 +30228,6 @@ export const grpc = $root.grpc = (() => {
             return AddSwapRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        AddSwapRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.AddSwapRequest";
-        };
-
         return AddSwapRequest;
     })();
 
@@ -36262,10 +30259,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        AddSwapPathRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         AddSwapPathRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -36321,25 +30314,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        AddSwapPathRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        AddSwapPathRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.path != null && $Object.hasOwnProperty.call(message, "path"))
-                if (!$util.isString(message.path))
-                    return "path: string expected";
-            return null;
-        };
-
         AddSwapPathRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.AddSwapPathRequest)
                 return object;
@@ -36375,12 +30349,6 @@ export const grpc = $root.grpc = (() => {
             return AddSwapPathRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        AddSwapPathRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.AddSwapPathRequest";
-        };
-
         return AddSwapPathRequest;
     })();
 
@@ -36412,10 +30380,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        VolumeStatsRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         VolumeStatsRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -36471,25 +30435,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        VolumeStatsRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        VolumeStatsRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.volumeGuestPath != null && $Object.hasOwnProperty.call(message, "volumeGuestPath"))
-                if (!$util.isString(message.volumeGuestPath))
-                    return "volumeGuestPath: string expected";
-            return null;
-        };
-
         VolumeStatsRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.VolumeStatsRequest)
                 return object;
@@ -36523,12 +30468,6 @@ export const grpc = $root.grpc = (() => {
 
         VolumeStatsRequest.prototype.toJSON = function() {
             return VolumeStatsRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        VolumeStatsRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.VolumeStatsRequest";
         };
 
         return VolumeStatsRequest;
@@ -36567,10 +30506,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        VolumeStatsResponse.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         VolumeStatsResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -36631,36 +30566,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        VolumeStatsResponse.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        VolumeStatsResponse.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.usage != null && $Object.hasOwnProperty.call(message, "usage")) {
-                if (!$Array.isArray(message.usage))
-                    return "usage: array expected";
-                for (let i = 0; i < message.usage.length; ++i) {
-                    let error = $root.grpc.VolumeUsage.verify(message.usage[i], _depth + 1);
-                    if (error)
-                        return "usage." + error;
-                }
-            }
-            if (message.volumeCondition != null && $Object.hasOwnProperty.call(message, "volumeCondition")) {
-                let error = $root.grpc.VolumeCondition.verify(message.volumeCondition, _depth + 1);
-                if (error)
-                    return "volumeCondition." + error;
-            }
-            return null;
-        };
-
         VolumeStatsResponse.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.VolumeStatsResponse)
                 return object;
@@ -36715,12 +30620,6 @@ export const grpc = $root.grpc = (() => {
             return VolumeStatsResponse.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        VolumeStatsResponse.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.VolumeStatsResponse";
-        };
-
         return VolumeStatsResponse;
     })();
 
@@ -36761,10 +30660,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        VolumeUsage.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         VolumeUsage.decode = function (reader, length, _end, _depth, _target) {
@@ -36845,34 +30740,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        VolumeUsage.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        VolumeUsage.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.available != null && $Object.hasOwnProperty.call(message, "available"))
-                if (!$util.isInteger(message.available) && !(message.available && $util.isInteger(message.available.low) && $util.isInteger(message.available.high)))
-                    return "available: integer|Long expected";
-            if (message.total != null && $Object.hasOwnProperty.call(message, "total"))
-                if (!$util.isInteger(message.total) && !(message.total && $util.isInteger(message.total.low) && $util.isInteger(message.total.high)))
-                    return "total: integer|Long expected";
-            if (message.used != null && $Object.hasOwnProperty.call(message, "used"))
-                if (!$util.isInteger(message.used) && !(message.used && $util.isInteger(message.used.low) && $util.isInteger(message.used.high)))
-                    return "used: integer|Long expected";
-            if (message.unit != null && $Object.hasOwnProperty.call(message, "unit"))
-                if (typeof message.unit !== "number" || (message.unit | 0) !== message.unit)
-                    return "unit: enum value expected";
-            return null;
         };
 
         VolumeUsage.fromObject = function (object, _depth) {
@@ -36992,12 +30859,6 @@ export const grpc = $root.grpc = (() => {
             return VolumeUsage.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        VolumeUsage.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.VolumeUsage";
-        };
-
         VolumeUsage.Unit = (function() {
             const valuesById = $Object.create(null), values = $Object.create(valuesById);
             values[valuesById[0] = "UNKNOWN"] = 0;
@@ -37040,10 +30901,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        VolumeCondition.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         VolumeCondition.decode = function (reader, length, _end, _depth, _target) {
@@ -37108,28 +30965,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        VolumeCondition.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        VolumeCondition.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.abnormal != null && $Object.hasOwnProperty.call(message, "abnormal"))
-                if (typeof message.abnormal !== "boolean")
-                    return "abnormal: boolean expected";
-            if (message.message != null && $Object.hasOwnProperty.call(message, "message"))
-                if (!$util.isString(message.message))
-                    return "message: string expected";
-            return null;
-        };
-
         VolumeCondition.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.VolumeCondition)
                 return object;
@@ -37172,12 +31007,6 @@ export const grpc = $root.grpc = (() => {
             return VolumeCondition.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        VolumeCondition.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.VolumeCondition";
-        };
-
         return VolumeCondition;
     })();
 
@@ -37212,10 +31041,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        ResizeVolumeRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         ResizeVolumeRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -37280,28 +31105,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        ResizeVolumeRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        ResizeVolumeRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.volumeGuestPath != null && $Object.hasOwnProperty.call(message, "volumeGuestPath"))
-                if (!$util.isString(message.volumeGuestPath))
-                    return "volumeGuestPath: string expected";
-            if (message.size != null && $Object.hasOwnProperty.call(message, "size"))
-                if (!$util.isInteger(message.size) && !(message.size && $util.isInteger(message.size.low) && $util.isInteger(message.size.high)))
-                    return "size: integer|Long expected";
-            return null;
-        };
-
         ResizeVolumeRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.ResizeVolumeRequest)
                 return object;
@@ -37360,12 +31163,6 @@ export const grpc = $root.grpc = (() => {
             return ResizeVolumeRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        ResizeVolumeRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.ResizeVolumeRequest";
-        };
-
         return ResizeVolumeRequest;
     })();
 
@@ -37397,10 +31194,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        SetPolicyRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         SetPolicyRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -37456,25 +31249,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        SetPolicyRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        SetPolicyRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.policy != null && $Object.hasOwnProperty.call(message, "policy"))
-                if (!$util.isString(message.policy))
-                    return "policy: string expected";
-            return null;
-        };
-
         SetPolicyRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.SetPolicyRequest)
                 return object;
@@ -37508,12 +31282,6 @@ export const grpc = $root.grpc = (() => {
 
         SetPolicyRequest.prototype.toJSON = function() {
             return SetPolicyRequest.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        SetPolicyRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.SetPolicyRequest";
         };
 
         return SetPolicyRequest;
@@ -37578,10 +31346,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Spec.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Spec.decode = function (reader, length, _end, _depth, _target) {
@@ -37726,75 +31490,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        Spec.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Spec.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Version != null && $Object.hasOwnProperty.call(message, "Version"))
-                if (!$util.isString(message.Version))
-                    return "Version: string expected";
-            if (message.Process != null && $Object.hasOwnProperty.call(message, "Process")) {
-                let error = $root.grpc.Process.verify(message.Process, _depth + 1);
-                if (error)
-                    return "Process." + error;
-            }
-            if (message.Root != null && $Object.hasOwnProperty.call(message, "Root")) {
-                let error = $root.grpc.Root.verify(message.Root, _depth + 1);
-                if (error)
-                    return "Root." + error;
-            }
-            if (message.Hostname != null && $Object.hasOwnProperty.call(message, "Hostname"))
-                if (!$util.isString(message.Hostname))
-                    return "Hostname: string expected";
-            if (message.Mounts != null && $Object.hasOwnProperty.call(message, "Mounts")) {
-                if (!$Array.isArray(message.Mounts))
-                    return "Mounts: array expected";
-                for (let i = 0; i < message.Mounts.length; ++i) {
-                    let error = $root.grpc.Mount.verify(message.Mounts[i], _depth + 1);
-                    if (error)
-                        return "Mounts." + error;
-                }
-            }
-            if (message.Hooks != null && $Object.hasOwnProperty.call(message, "Hooks")) {
-                let error = $root.grpc.Hooks.verify(message.Hooks, _depth + 1);
-                if (error)
-                    return "Hooks." + error;
-            }
-            if (message.Annotations != null && $Object.hasOwnProperty.call(message, "Annotations")) {
-                if (!$util.isObject(message.Annotations))
-                    return "Annotations: object expected";
-                let key = $Object.keys(message.Annotations);
-                for (let i = 0; i < key.length; ++i)
-                    if (!$util.isString(message.Annotations[key[i]]))
-                        return "Annotations: string{k:string} expected";
-            }
-            if (message.Linux != null && $Object.hasOwnProperty.call(message, "Linux")) {
-                let error = $root.grpc.Linux.verify(message.Linux, _depth + 1);
-                if (error)
-                    return "Linux." + error;
-            }
-            if (message.Solaris != null && $Object.hasOwnProperty.call(message, "Solaris")) {
-                let error = $root.grpc.Solaris.verify(message.Solaris, _depth + 1);
-                if (error)
-                    return "Solaris." + error;
-            }
-            if (message.Windows != null && $Object.hasOwnProperty.call(message, "Windows")) {
-                let error = $root.grpc.Windows.verify(message.Windows, _depth + 1);
-                if (error)
-                    return "Windows." + error;
-            }
-            return null;
-        };
-
         Spec.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.Spec)
                 return object;
@@ -37923,12 +31618,6 @@ export const grpc = $root.grpc = (() => {
             return Spec.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Spec.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Spec";
-        };
-
         return Spec;
     })();
 
@@ -37999,10 +31688,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Process.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Process.decode = function (reader, length, _end, _depth, _target) {
@@ -38143,78 +31828,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        Process.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Process.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Terminal != null && $Object.hasOwnProperty.call(message, "Terminal"))
-                if (typeof message.Terminal !== "boolean")
-                    return "Terminal: boolean expected";
-            if (message.ConsoleSize != null && $Object.hasOwnProperty.call(message, "ConsoleSize")) {
-                let error = $root.grpc.Box.verify(message.ConsoleSize, _depth + 1);
-                if (error)
-                    return "ConsoleSize." + error;
-            }
-            if (message.User != null && $Object.hasOwnProperty.call(message, "User")) {
-                let error = $root.grpc.User.verify(message.User, _depth + 1);
-                if (error)
-                    return "User." + error;
-            }
-            if (message.Args != null && $Object.hasOwnProperty.call(message, "Args")) {
-                if (!$Array.isArray(message.Args))
-                    return "Args: array expected";
-                for (let i = 0; i < message.Args.length; ++i)
-                    if (!$util.isString(message.Args[i]))
-                        return "Args: string[] expected";
-            }
-            if (message.Env != null && $Object.hasOwnProperty.call(message, "Env")) {
-                if (!$Array.isArray(message.Env))
-                    return "Env: array expected";
-                for (let i = 0; i < message.Env.length; ++i)
-                    if (!$util.isString(message.Env[i]))
-                        return "Env: string[] expected";
-            }
-            if (message.Cwd != null && $Object.hasOwnProperty.call(message, "Cwd"))
-                if (!$util.isString(message.Cwd))
-                    return "Cwd: string expected";
-            if (message.Capabilities != null && $Object.hasOwnProperty.call(message, "Capabilities")) {
-                let error = $root.grpc.LinuxCapabilities.verify(message.Capabilities, _depth + 1);
-                if (error)
-                    return "Capabilities." + error;
-            }
-            if (message.Rlimits != null && $Object.hasOwnProperty.call(message, "Rlimits")) {
-                if (!$Array.isArray(message.Rlimits))
-                    return "Rlimits: array expected";
-                for (let i = 0; i < message.Rlimits.length; ++i) {
-                    let error = $root.grpc.POSIXRlimit.verify(message.Rlimits[i], _depth + 1);
-                    if (error)
-                        return "Rlimits." + error;
-                }
-            }
-            if (message.NoNewPrivileges != null && $Object.hasOwnProperty.call(message, "NoNewPrivileges"))
-                if (typeof message.NoNewPrivileges !== "boolean")
-                    return "NoNewPrivileges: boolean expected";
-            if (message.ApparmorProfile != null && $Object.hasOwnProperty.call(message, "ApparmorProfile"))
-                if (!$util.isString(message.ApparmorProfile))
-                    return "ApparmorProfile: string expected";
-            if (message.OOMScoreAdj != null && $Object.hasOwnProperty.call(message, "OOMScoreAdj"))
-                if (!$util.isInteger(message.OOMScoreAdj) && !(message.OOMScoreAdj && $util.isInteger(message.OOMScoreAdj.low) && $util.isInteger(message.OOMScoreAdj.high)))
-                    return "OOMScoreAdj: integer|Long expected";
-            if (message.SelinuxLabel != null && $Object.hasOwnProperty.call(message, "SelinuxLabel"))
-                if (!$util.isString(message.SelinuxLabel))
-                    return "SelinuxLabel: string expected";
-            return null;
         };
 
         Process.fromObject = function (object, _depth) {
@@ -38367,12 +31980,6 @@ export const grpc = $root.grpc = (() => {
             return Process.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Process.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Process";
-        };
-
         return Process;
     })();
 
@@ -38407,10 +32014,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Box.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Box.decode = function (reader, length, _end, _depth, _target) {
@@ -38475,28 +32078,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        Box.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Box.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Height != null && $Object.hasOwnProperty.call(message, "Height"))
-                if (!$util.isInteger(message.Height))
-                    return "Height: integer expected";
-            if (message.Width != null && $Object.hasOwnProperty.call(message, "Width"))
-                if (!$util.isInteger(message.Width))
-                    return "Width: integer expected";
-            return null;
-        };
-
         Box.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.Box)
                 return object;
@@ -38537,12 +32118,6 @@ export const grpc = $root.grpc = (() => {
 
         Box.prototype.toJSON = function() {
             return Box.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        Box.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Box";
         };
 
         return Box;
@@ -38586,10 +32161,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        User.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         User.decode = function (reader, length, _end, _depth, _target) {
@@ -38677,38 +32248,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        User.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        User.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.UID != null && $Object.hasOwnProperty.call(message, "UID"))
-                if (!$util.isInteger(message.UID))
-                    return "UID: integer expected";
-            if (message.GID != null && $Object.hasOwnProperty.call(message, "GID"))
-                if (!$util.isInteger(message.GID))
-                    return "GID: integer expected";
-            if (message.AdditionalGids != null && $Object.hasOwnProperty.call(message, "AdditionalGids")) {
-                if (!$Array.isArray(message.AdditionalGids))
-                    return "AdditionalGids: array expected";
-                for (let i = 0; i < message.AdditionalGids.length; ++i)
-                    if (!$util.isInteger(message.AdditionalGids[i]))
-                        return "AdditionalGids: integer[] expected";
-            }
-            if (message.Username != null && $Object.hasOwnProperty.call(message, "Username"))
-                if (!$util.isString(message.Username))
-                    return "Username: string expected";
-            return null;
-        };
-
         User.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.User)
                 return object;
@@ -38771,12 +32310,6 @@ export const grpc = $root.grpc = (() => {
             return User.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        User.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.User";
-        };
-
         return User;
     })();
 
@@ -38830,10 +32363,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxCapabilities.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxCapabilities.decode = function (reader, length, _end, _depth, _target) {
@@ -38918,57 +32447,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        LinuxCapabilities.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxCapabilities.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Bounding != null && $Object.hasOwnProperty.call(message, "Bounding")) {
-                if (!$Array.isArray(message.Bounding))
-                    return "Bounding: array expected";
-                for (let i = 0; i < message.Bounding.length; ++i)
-                    if (!$util.isString(message.Bounding[i]))
-                        return "Bounding: string[] expected";
-            }
-            if (message.Effective != null && $Object.hasOwnProperty.call(message, "Effective")) {
-                if (!$Array.isArray(message.Effective))
-                    return "Effective: array expected";
-                for (let i = 0; i < message.Effective.length; ++i)
-                    if (!$util.isString(message.Effective[i]))
-                        return "Effective: string[] expected";
-            }
-            if (message.Inheritable != null && $Object.hasOwnProperty.call(message, "Inheritable")) {
-                if (!$Array.isArray(message.Inheritable))
-                    return "Inheritable: array expected";
-                for (let i = 0; i < message.Inheritable.length; ++i)
-                    if (!$util.isString(message.Inheritable[i]))
-                        return "Inheritable: string[] expected";
-            }
-            if (message.Permitted != null && $Object.hasOwnProperty.call(message, "Permitted")) {
-                if (!$Array.isArray(message.Permitted))
-                    return "Permitted: array expected";
-                for (let i = 0; i < message.Permitted.length; ++i)
-                    if (!$util.isString(message.Permitted[i]))
-                        return "Permitted: string[] expected";
-            }
-            if (message.Ambient != null && $Object.hasOwnProperty.call(message, "Ambient")) {
-                if (!$Array.isArray(message.Ambient))
-                    return "Ambient: array expected";
-                for (let i = 0; i < message.Ambient.length; ++i)
-                    if (!$util.isString(message.Ambient[i]))
-                        return "Ambient: string[] expected";
-            }
-            return null;
         };
 
         LinuxCapabilities.fromObject = function (object, _depth) {
@@ -39066,12 +32544,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxCapabilities.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxCapabilities.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxCapabilities";
-        };
-
         return LinuxCapabilities;
     })();
 
@@ -39109,10 +32581,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        POSIXRlimit.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         POSIXRlimit.decode = function (reader, length, _end, _depth, _target) {
@@ -39184,31 +32652,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        POSIXRlimit.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        POSIXRlimit.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Type != null && $Object.hasOwnProperty.call(message, "Type"))
-                if (!$util.isString(message.Type))
-                    return "Type: string expected";
-            if (message.Hard != null && $Object.hasOwnProperty.call(message, "Hard"))
-                if (!$util.isInteger(message.Hard) && !(message.Hard && $util.isInteger(message.Hard.low) && $util.isInteger(message.Hard.high)))
-                    return "Hard: integer|Long expected";
-            if (message.Soft != null && $Object.hasOwnProperty.call(message, "Soft"))
-                if (!$util.isInteger(message.Soft) && !(message.Soft && $util.isInteger(message.Soft.low) && $util.isInteger(message.Soft.high)))
-                    return "Soft: integer|Long expected";
-            return null;
         };
 
         POSIXRlimit.fromObject = function (object, _depth) {
@@ -39291,12 +32734,6 @@ export const grpc = $root.grpc = (() => {
             return POSIXRlimit.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        POSIXRlimit.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.POSIXRlimit";
-        };
-
         return POSIXRlimit;
     })();
 
@@ -39339,10 +32776,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Mount.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Mount.decode = function (reader, length, _end, _depth, _target) {
@@ -39424,38 +32857,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        Mount.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Mount.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.destination != null && $Object.hasOwnProperty.call(message, "destination"))
-                if (!$util.isString(message.destination))
-                    return "destination: string expected";
-            if (message.source != null && $Object.hasOwnProperty.call(message, "source"))
-                if (!$util.isString(message.source))
-                    return "source: string expected";
-            if (message.type != null && $Object.hasOwnProperty.call(message, "type"))
-                if (!$util.isString(message.type))
-                    return "type: string expected";
-            if (message.options != null && $Object.hasOwnProperty.call(message, "options")) {
-                if (!$Array.isArray(message.options))
-                    return "options: array expected";
-                for (let i = 0; i < message.options.length; ++i)
-                    if (!$util.isString(message.options[i]))
-                        return "options: string[] expected";
-            }
-            return null;
-        };
-
         Mount.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.Mount)
                 return object;
@@ -39518,12 +32919,6 @@ export const grpc = $root.grpc = (() => {
             return Mount.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Mount.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Mount";
-        };
-
         return Mount;
     })();
 
@@ -39558,10 +32953,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Root.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Root.decode = function (reader, length, _end, _depth, _target) {
@@ -39626,28 +33017,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        Root.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Root.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Path != null && $Object.hasOwnProperty.call(message, "Path"))
-                if (!$util.isString(message.Path))
-                    return "Path: string expected";
-            if (message.Readonly != null && $Object.hasOwnProperty.call(message, "Readonly"))
-                if (typeof message.Readonly !== "boolean")
-                    return "Readonly: boolean expected";
-            return null;
-        };
-
         Root.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.Root)
                 return object;
@@ -39688,12 +33057,6 @@ export const grpc = $root.grpc = (() => {
 
         Root.prototype.toJSON = function() {
             return Root.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        Root.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Root";
         };
 
         return Root;
@@ -39754,10 +33117,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Hooks.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Hooks.decode = function (reader, length, _end, _depth, _target) {
@@ -39850,76 +33209,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        Hooks.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Hooks.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Prestart != null && $Object.hasOwnProperty.call(message, "Prestart")) {
-                if (!$Array.isArray(message.Prestart))
-                    return "Prestart: array expected";
-                for (let i = 0; i < message.Prestart.length; ++i) {
-                    let error = $root.grpc.Hook.verify(message.Prestart[i], _depth + 1);
-                    if (error)
-                        return "Prestart." + error;
-                }
-            }
-            if (message.Poststart != null && $Object.hasOwnProperty.call(message, "Poststart")) {
-                if (!$Array.isArray(message.Poststart))
-                    return "Poststart: array expected";
-                for (let i = 0; i < message.Poststart.length; ++i) {
-                    let error = $root.grpc.Hook.verify(message.Poststart[i], _depth + 1);
-                    if (error)
-                        return "Poststart." + error;
-                }
-            }
-            if (message.Poststop != null && $Object.hasOwnProperty.call(message, "Poststop")) {
-                if (!$Array.isArray(message.Poststop))
-                    return "Poststop: array expected";
-                for (let i = 0; i < message.Poststop.length; ++i) {
-                    let error = $root.grpc.Hook.verify(message.Poststop[i], _depth + 1);
-                    if (error)
-                        return "Poststop." + error;
-                }
-            }
-            if (message.CreateRuntime != null && $Object.hasOwnProperty.call(message, "CreateRuntime")) {
-                if (!$Array.isArray(message.CreateRuntime))
-                    return "CreateRuntime: array expected";
-                for (let i = 0; i < message.CreateRuntime.length; ++i) {
-                    let error = $root.grpc.Hook.verify(message.CreateRuntime[i], _depth + 1);
-                    if (error)
-                        return "CreateRuntime." + error;
-                }
-            }
-            if (message.CreateContainer != null && $Object.hasOwnProperty.call(message, "CreateContainer")) {
-                if (!$Array.isArray(message.CreateContainer))
-                    return "CreateContainer: array expected";
-                for (let i = 0; i < message.CreateContainer.length; ++i) {
-                    let error = $root.grpc.Hook.verify(message.CreateContainer[i], _depth + 1);
-                    if (error)
-                        return "CreateContainer." + error;
-                }
-            }
-            if (message.StartContainer != null && $Object.hasOwnProperty.call(message, "StartContainer")) {
-                if (!$Array.isArray(message.StartContainer))
-                    return "StartContainer: array expected";
-                for (let i = 0; i < message.StartContainer.length; ++i) {
-                    let error = $root.grpc.Hook.verify(message.StartContainer[i], _depth + 1);
-                    if (error)
-                        return "StartContainer." + error;
-                }
-            }
-            return null;
         };
 
         Hooks.fromObject = function (object, _depth) {
@@ -40048,12 +33337,6 @@ export const grpc = $root.grpc = (() => {
             return Hooks.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Hooks.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Hooks";
-        };
-
         return Hooks;
     })();
 
@@ -40098,10 +33381,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Hook.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Hook.decode = function (reader, length, _end, _depth, _target) {
@@ -40180,42 +33459,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        Hook.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Hook.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Path != null && $Object.hasOwnProperty.call(message, "Path"))
-                if (!$util.isString(message.Path))
-                    return "Path: string expected";
-            if (message.Args != null && $Object.hasOwnProperty.call(message, "Args")) {
-                if (!$Array.isArray(message.Args))
-                    return "Args: array expected";
-                for (let i = 0; i < message.Args.length; ++i)
-                    if (!$util.isString(message.Args[i]))
-                        return "Args: string[] expected";
-            }
-            if (message.Env != null && $Object.hasOwnProperty.call(message, "Env")) {
-                if (!$Array.isArray(message.Env))
-                    return "Env: array expected";
-                for (let i = 0; i < message.Env.length; ++i)
-                    if (!$util.isString(message.Env[i]))
-                        return "Env: string[] expected";
-            }
-            if (message.Timeout != null && $Object.hasOwnProperty.call(message, "Timeout"))
-                if (!$util.isInteger(message.Timeout) && !(message.Timeout && $util.isInteger(message.Timeout.low) && $util.isInteger(message.Timeout.high)))
-                    return "Timeout: integer|Long expected";
-            return null;
         };
 
         Hook.fromObject = function (object, _depth) {
@@ -40304,12 +33547,6 @@ export const grpc = $root.grpc = (() => {
             return Hook.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Hook.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Hook";
-        };
-
         return Hook;
     })();
 
@@ -40391,10 +33628,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Linux.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Linux.decode = function (reader, length, _end, _depth, _target) {
@@ -40568,104 +33801,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        Linux.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Linux.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.UIDMappings != null && $Object.hasOwnProperty.call(message, "UIDMappings")) {
-                if (!$Array.isArray(message.UIDMappings))
-                    return "UIDMappings: array expected";
-                for (let i = 0; i < message.UIDMappings.length; ++i) {
-                    let error = $root.grpc.LinuxIDMapping.verify(message.UIDMappings[i], _depth + 1);
-                    if (error)
-                        return "UIDMappings." + error;
-                }
-            }
-            if (message.GIDMappings != null && $Object.hasOwnProperty.call(message, "GIDMappings")) {
-                if (!$Array.isArray(message.GIDMappings))
-                    return "GIDMappings: array expected";
-                for (let i = 0; i < message.GIDMappings.length; ++i) {
-                    let error = $root.grpc.LinuxIDMapping.verify(message.GIDMappings[i], _depth + 1);
-                    if (error)
-                        return "GIDMappings." + error;
-                }
-            }
-            if (message.Sysctl != null && $Object.hasOwnProperty.call(message, "Sysctl")) {
-                if (!$util.isObject(message.Sysctl))
-                    return "Sysctl: object expected";
-                let key = $Object.keys(message.Sysctl);
-                for (let i = 0; i < key.length; ++i)
-                    if (!$util.isString(message.Sysctl[key[i]]))
-                        return "Sysctl: string{k:string} expected";
-            }
-            if (message.Resources != null && $Object.hasOwnProperty.call(message, "Resources")) {
-                let error = $root.grpc.LinuxResources.verify(message.Resources, _depth + 1);
-                if (error)
-                    return "Resources." + error;
-            }
-            if (message.CgroupsPath != null && $Object.hasOwnProperty.call(message, "CgroupsPath"))
-                if (!$util.isString(message.CgroupsPath))
-                    return "CgroupsPath: string expected";
-            if (message.Namespaces != null && $Object.hasOwnProperty.call(message, "Namespaces")) {
-                if (!$Array.isArray(message.Namespaces))
-                    return "Namespaces: array expected";
-                for (let i = 0; i < message.Namespaces.length; ++i) {
-                    let error = $root.grpc.LinuxNamespace.verify(message.Namespaces[i], _depth + 1);
-                    if (error)
-                        return "Namespaces." + error;
-                }
-            }
-            if (message.Devices != null && $Object.hasOwnProperty.call(message, "Devices")) {
-                if (!$Array.isArray(message.Devices))
-                    return "Devices: array expected";
-                for (let i = 0; i < message.Devices.length; ++i) {
-                    let error = $root.grpc.LinuxDevice.verify(message.Devices[i], _depth + 1);
-                    if (error)
-                        return "Devices." + error;
-                }
-            }
-            if (message.Seccomp != null && $Object.hasOwnProperty.call(message, "Seccomp")) {
-                let error = $root.grpc.LinuxSeccomp.verify(message.Seccomp, _depth + 1);
-                if (error)
-                    return "Seccomp." + error;
-            }
-            if (message.RootfsPropagation != null && $Object.hasOwnProperty.call(message, "RootfsPropagation"))
-                if (!$util.isString(message.RootfsPropagation))
-                    return "RootfsPropagation: string expected";
-            if (message.MaskedPaths != null && $Object.hasOwnProperty.call(message, "MaskedPaths")) {
-                if (!$Array.isArray(message.MaskedPaths))
-                    return "MaskedPaths: array expected";
-                for (let i = 0; i < message.MaskedPaths.length; ++i)
-                    if (!$util.isString(message.MaskedPaths[i]))
-                        return "MaskedPaths: string[] expected";
-            }
-            if (message.ReadonlyPaths != null && $Object.hasOwnProperty.call(message, "ReadonlyPaths")) {
-                if (!$Array.isArray(message.ReadonlyPaths))
-                    return "ReadonlyPaths: array expected";
-                for (let i = 0; i < message.ReadonlyPaths.length; ++i)
-                    if (!$util.isString(message.ReadonlyPaths[i]))
-                        return "ReadonlyPaths: string[] expected";
-            }
-            if (message.MountLabel != null && $Object.hasOwnProperty.call(message, "MountLabel"))
-                if (!$util.isString(message.MountLabel))
-                    return "MountLabel: string expected";
-            if (message.IntelRdt != null && $Object.hasOwnProperty.call(message, "IntelRdt")) {
-                let error = $root.grpc.LinuxIntelRdt.verify(message.IntelRdt, _depth + 1);
-                if (error)
-                    return "IntelRdt." + error;
-            }
-            return null;
         };
 
         Linux.fromObject = function (object, _depth) {
@@ -40853,12 +33988,6 @@ export const grpc = $root.grpc = (() => {
             return Linux.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Linux.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Linux";
-        };
-
         return Linux;
     })();
 
@@ -40890,10 +34019,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Windows.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Windows.decode = function (reader, length, _end, _depth, _target) {
@@ -40949,25 +34074,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        Windows.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Windows.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.dummy != null && $Object.hasOwnProperty.call(message, "dummy"))
-                if (!$util.isString(message.dummy))
-                    return "dummy: string expected";
-            return null;
-        };
-
         Windows.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.Windows)
                 return object;
@@ -41003,12 +34109,6 @@ export const grpc = $root.grpc = (() => {
             return Windows.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Windows.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Windows";
-        };
-
         return Windows;
     })();
 
@@ -41040,10 +34140,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Solaris.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Solaris.decode = function (reader, length, _end, _depth, _target) {
@@ -41099,25 +34195,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        Solaris.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Solaris.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.dummy != null && $Object.hasOwnProperty.call(message, "dummy"))
-                if (!$util.isString(message.dummy))
-                    return "dummy: string expected";
-            return null;
-        };
-
         Solaris.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.Solaris)
                 return object;
@@ -41151,12 +34228,6 @@ export const grpc = $root.grpc = (() => {
 
         Solaris.prototype.toJSON = function() {
             return Solaris.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        Solaris.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.Solaris";
         };
 
         return Solaris;
@@ -41196,10 +34267,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxIDMapping.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxIDMapping.decode = function (reader, length, _end, _depth, _target) {
@@ -41273,31 +34340,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        LinuxIDMapping.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxIDMapping.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.HostID != null && $Object.hasOwnProperty.call(message, "HostID"))
-                if (!$util.isInteger(message.HostID))
-                    return "HostID: integer expected";
-            if (message.ContainerID != null && $Object.hasOwnProperty.call(message, "ContainerID"))
-                if (!$util.isInteger(message.ContainerID))
-                    return "ContainerID: integer expected";
-            if (message.Size != null && $Object.hasOwnProperty.call(message, "Size"))
-                if (!$util.isInteger(message.Size))
-                    return "Size: integer expected";
-            return null;
-        };
-
         LinuxIDMapping.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.LinuxIDMapping)
                 return object;
@@ -41346,12 +34388,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxIDMapping.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxIDMapping.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxIDMapping";
-        };
-
         return LinuxIDMapping;
     })();
 
@@ -41386,10 +34422,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxNamespace.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxNamespace.decode = function (reader, length, _end, _depth, _target) {
@@ -41454,28 +34486,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        LinuxNamespace.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxNamespace.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Type != null && $Object.hasOwnProperty.call(message, "Type"))
-                if (!$util.isString(message.Type))
-                    return "Type: string expected";
-            if (message.Path != null && $Object.hasOwnProperty.call(message, "Path"))
-                if (!$util.isString(message.Path))
-                    return "Path: string expected";
-            return null;
-        };
-
         LinuxNamespace.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.LinuxNamespace)
                 return object;
@@ -41516,12 +34526,6 @@ export const grpc = $root.grpc = (() => {
 
         LinuxNamespace.prototype.toJSON = function() {
             return LinuxNamespace.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        LinuxNamespace.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxNamespace";
         };
 
         return LinuxNamespace;
@@ -41573,10 +34577,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxDevice.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxDevice.decode = function (reader, length, _end, _depth, _target) {
@@ -41686,43 +34686,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        LinuxDevice.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxDevice.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Path != null && $Object.hasOwnProperty.call(message, "Path"))
-                if (!$util.isString(message.Path))
-                    return "Path: string expected";
-            if (message.Type != null && $Object.hasOwnProperty.call(message, "Type"))
-                if (!$util.isString(message.Type))
-                    return "Type: string expected";
-            if (message.Major != null && $Object.hasOwnProperty.call(message, "Major"))
-                if (!$util.isInteger(message.Major) && !(message.Major && $util.isInteger(message.Major.low) && $util.isInteger(message.Major.high)))
-                    return "Major: integer|Long expected";
-            if (message.Minor != null && $Object.hasOwnProperty.call(message, "Minor"))
-                if (!$util.isInteger(message.Minor) && !(message.Minor && $util.isInteger(message.Minor.low) && $util.isInteger(message.Minor.high)))
-                    return "Minor: integer|Long expected";
-            if (message.FileMode != null && $Object.hasOwnProperty.call(message, "FileMode"))
-                if (!$util.isInteger(message.FileMode))
-                    return "FileMode: integer expected";
-            if (message.UID != null && $Object.hasOwnProperty.call(message, "UID"))
-                if (!$util.isInteger(message.UID))
-                    return "UID: integer expected";
-            if (message.GID != null && $Object.hasOwnProperty.call(message, "GID"))
-                if (!$util.isInteger(message.GID))
-                    return "GID: integer expected";
-            return null;
-        };
-
         LinuxDevice.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.LinuxDevice)
                 return object;
@@ -41827,12 +34790,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxDevice.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxDevice.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxDevice";
-        };
-
         return LinuxDevice;
     })();
 
@@ -41886,10 +34843,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxResources.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxResources.decode = function (reader, length, _end, _depth, _target) {
@@ -41980,65 +34933,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        LinuxResources.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxResources.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Devices != null && $Object.hasOwnProperty.call(message, "Devices")) {
-                if (!$Array.isArray(message.Devices))
-                    return "Devices: array expected";
-                for (let i = 0; i < message.Devices.length; ++i) {
-                    let error = $root.grpc.LinuxDeviceCgroup.verify(message.Devices[i], _depth + 1);
-                    if (error)
-                        return "Devices." + error;
-                }
-            }
-            if (message.Memory != null && $Object.hasOwnProperty.call(message, "Memory")) {
-                let error = $root.grpc.LinuxMemory.verify(message.Memory, _depth + 1);
-                if (error)
-                    return "Memory." + error;
-            }
-            if (message.CPU != null && $Object.hasOwnProperty.call(message, "CPU")) {
-                let error = $root.grpc.LinuxCPU.verify(message.CPU, _depth + 1);
-                if (error)
-                    return "CPU." + error;
-            }
-            if (message.Pids != null && $Object.hasOwnProperty.call(message, "Pids")) {
-                let error = $root.grpc.LinuxPids.verify(message.Pids, _depth + 1);
-                if (error)
-                    return "Pids." + error;
-            }
-            if (message.BlockIO != null && $Object.hasOwnProperty.call(message, "BlockIO")) {
-                let error = $root.grpc.LinuxBlockIO.verify(message.BlockIO, _depth + 1);
-                if (error)
-                    return "BlockIO." + error;
-            }
-            if (message.HugepageLimits != null && $Object.hasOwnProperty.call(message, "HugepageLimits")) {
-                if (!$Array.isArray(message.HugepageLimits))
-                    return "HugepageLimits: array expected";
-                for (let i = 0; i < message.HugepageLimits.length; ++i) {
-                    let error = $root.grpc.LinuxHugepageLimit.verify(message.HugepageLimits[i], _depth + 1);
-                    if (error)
-                        return "HugepageLimits." + error;
-                }
-            }
-            if (message.Network != null && $Object.hasOwnProperty.call(message, "Network")) {
-                let error = $root.grpc.LinuxNetwork.verify(message.Network, _depth + 1);
-                if (error)
-                    return "Network." + error;
-            }
-            return null;
         };
 
         LinuxResources.fromObject = function (object, _depth) {
@@ -42145,12 +35039,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxResources.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxResources.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxResources";
-        };
-
         return LinuxResources;
     })();
 
@@ -42200,10 +35088,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxMemory.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxMemory.decode = function (reader, length, _end, _depth, _target) {
@@ -42311,43 +35195,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        LinuxMemory.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxMemory.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Limit != null && $Object.hasOwnProperty.call(message, "Limit"))
-                if (!$util.isInteger(message.Limit) && !(message.Limit && $util.isInteger(message.Limit.low) && $util.isInteger(message.Limit.high)))
-                    return "Limit: integer|Long expected";
-            if (message.Reservation != null && $Object.hasOwnProperty.call(message, "Reservation"))
-                if (!$util.isInteger(message.Reservation) && !(message.Reservation && $util.isInteger(message.Reservation.low) && $util.isInteger(message.Reservation.high)))
-                    return "Reservation: integer|Long expected";
-            if (message.Swap != null && $Object.hasOwnProperty.call(message, "Swap"))
-                if (!$util.isInteger(message.Swap) && !(message.Swap && $util.isInteger(message.Swap.low) && $util.isInteger(message.Swap.high)))
-                    return "Swap: integer|Long expected";
-            if (message.Kernel != null && $Object.hasOwnProperty.call(message, "Kernel"))
-                if (!$util.isInteger(message.Kernel) && !(message.Kernel && $util.isInteger(message.Kernel.low) && $util.isInteger(message.Kernel.high)))
-                    return "Kernel: integer|Long expected";
-            if (message.KernelTCP != null && $Object.hasOwnProperty.call(message, "KernelTCP"))
-                if (!$util.isInteger(message.KernelTCP) && !(message.KernelTCP && $util.isInteger(message.KernelTCP.low) && $util.isInteger(message.KernelTCP.high)))
-                    return "KernelTCP: integer|Long expected";
-            if (message.Swappiness != null && $Object.hasOwnProperty.call(message, "Swappiness"))
-                if (!$util.isInteger(message.Swappiness) && !(message.Swappiness && $util.isInteger(message.Swappiness.low) && $util.isInteger(message.Swappiness.high)))
-                    return "Swappiness: integer|Long expected";
-            if (message.DisableOOMKiller != null && $Object.hasOwnProperty.call(message, "DisableOOMKiller"))
-                if (typeof message.DisableOOMKiller !== "boolean")
-                    return "DisableOOMKiller: boolean expected";
-            return null;
         };
 
         LinuxMemory.fromObject = function (object, _depth) {
@@ -42518,12 +35365,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxMemory.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxMemory.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxMemory";
-        };
-
         return LinuxMemory;
     })();
 
@@ -42573,10 +35414,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxCPU.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxCPU.decode = function (reader, length, _end, _depth, _target) {
@@ -42684,43 +35521,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        LinuxCPU.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxCPU.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Shares != null && $Object.hasOwnProperty.call(message, "Shares"))
-                if (!$util.isInteger(message.Shares) && !(message.Shares && $util.isInteger(message.Shares.low) && $util.isInteger(message.Shares.high)))
-                    return "Shares: integer|Long expected";
-            if (message.Quota != null && $Object.hasOwnProperty.call(message, "Quota"))
-                if (!$util.isInteger(message.Quota) && !(message.Quota && $util.isInteger(message.Quota.low) && $util.isInteger(message.Quota.high)))
-                    return "Quota: integer|Long expected";
-            if (message.Period != null && $Object.hasOwnProperty.call(message, "Period"))
-                if (!$util.isInteger(message.Period) && !(message.Period && $util.isInteger(message.Period.low) && $util.isInteger(message.Period.high)))
-                    return "Period: integer|Long expected";
-            if (message.RealtimeRuntime != null && $Object.hasOwnProperty.call(message, "RealtimeRuntime"))
-                if (!$util.isInteger(message.RealtimeRuntime) && !(message.RealtimeRuntime && $util.isInteger(message.RealtimeRuntime.low) && $util.isInteger(message.RealtimeRuntime.high)))
-                    return "RealtimeRuntime: integer|Long expected";
-            if (message.RealtimePeriod != null && $Object.hasOwnProperty.call(message, "RealtimePeriod"))
-                if (!$util.isInteger(message.RealtimePeriod) && !(message.RealtimePeriod && $util.isInteger(message.RealtimePeriod.low) && $util.isInteger(message.RealtimePeriod.high)))
-                    return "RealtimePeriod: integer|Long expected";
-            if (message.Cpus != null && $Object.hasOwnProperty.call(message, "Cpus"))
-                if (!$util.isString(message.Cpus))
-                    return "Cpus: string expected";
-            if (message.Mems != null && $Object.hasOwnProperty.call(message, "Mems"))
-                if (!$util.isString(message.Mems))
-                    return "Mems: string expected";
-            return null;
         };
 
         LinuxCPU.fromObject = function (object, _depth) {
@@ -42875,12 +35675,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxCPU.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxCPU.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxCPU";
-        };
-
         return LinuxCPU;
     })();
 
@@ -42921,10 +35715,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxWeightDevice.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxWeightDevice.decode = function (reader, length, _end, _depth, _target) {
@@ -43005,34 +35795,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        LinuxWeightDevice.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxWeightDevice.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Major != null && $Object.hasOwnProperty.call(message, "Major"))
-                if (!$util.isInteger(message.Major) && !(message.Major && $util.isInteger(message.Major.low) && $util.isInteger(message.Major.high)))
-                    return "Major: integer|Long expected";
-            if (message.Minor != null && $Object.hasOwnProperty.call(message, "Minor"))
-                if (!$util.isInteger(message.Minor) && !(message.Minor && $util.isInteger(message.Minor.low) && $util.isInteger(message.Minor.high)))
-                    return "Minor: integer|Long expected";
-            if (message.Weight != null && $Object.hasOwnProperty.call(message, "Weight"))
-                if (!$util.isInteger(message.Weight))
-                    return "Weight: integer expected";
-            if (message.LeafWeight != null && $Object.hasOwnProperty.call(message, "LeafWeight"))
-                if (!$util.isInteger(message.LeafWeight))
-                    return "LeafWeight: integer expected";
-            return null;
         };
 
         LinuxWeightDevice.fromObject = function (object, _depth) {
@@ -43121,12 +35883,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxWeightDevice.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxWeightDevice.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxWeightDevice";
-        };
-
         return LinuxWeightDevice;
     })();
 
@@ -43164,10 +35920,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxThrottleDevice.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxThrottleDevice.decode = function (reader, length, _end, _depth, _target) {
@@ -43239,31 +35991,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        LinuxThrottleDevice.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxThrottleDevice.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Major != null && $Object.hasOwnProperty.call(message, "Major"))
-                if (!$util.isInteger(message.Major) && !(message.Major && $util.isInteger(message.Major.low) && $util.isInteger(message.Major.high)))
-                    return "Major: integer|Long expected";
-            if (message.Minor != null && $Object.hasOwnProperty.call(message, "Minor"))
-                if (!$util.isInteger(message.Minor) && !(message.Minor && $util.isInteger(message.Minor.low) && $util.isInteger(message.Minor.high)))
-                    return "Minor: integer|Long expected";
-            if (message.Rate != null && $Object.hasOwnProperty.call(message, "Rate"))
-                if (!$util.isInteger(message.Rate) && !(message.Rate && $util.isInteger(message.Rate.low) && $util.isInteger(message.Rate.high)))
-                    return "Rate: integer|Long expected";
-            return null;
         };
 
         LinuxThrottleDevice.fromObject = function (object, _depth) {
@@ -43362,12 +36089,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxThrottleDevice.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxThrottleDevice.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxThrottleDevice";
-        };
-
         return LinuxThrottleDevice;
     })();
 
@@ -43427,10 +36148,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxBlockIO.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxBlockIO.decode = function (reader, length, _end, _depth, _target) {
@@ -43533,73 +36250,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        LinuxBlockIO.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxBlockIO.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Weight != null && $Object.hasOwnProperty.call(message, "Weight"))
-                if (!$util.isInteger(message.Weight))
-                    return "Weight: integer expected";
-            if (message.LeafWeight != null && $Object.hasOwnProperty.call(message, "LeafWeight"))
-                if (!$util.isInteger(message.LeafWeight))
-                    return "LeafWeight: integer expected";
-            if (message.WeightDevice != null && $Object.hasOwnProperty.call(message, "WeightDevice")) {
-                if (!$Array.isArray(message.WeightDevice))
-                    return "WeightDevice: array expected";
-                for (let i = 0; i < message.WeightDevice.length; ++i) {
-                    let error = $root.grpc.LinuxWeightDevice.verify(message.WeightDevice[i], _depth + 1);
-                    if (error)
-                        return "WeightDevice." + error;
-                }
-            }
-            if (message.ThrottleReadBpsDevice != null && $Object.hasOwnProperty.call(message, "ThrottleReadBpsDevice")) {
-                if (!$Array.isArray(message.ThrottleReadBpsDevice))
-                    return "ThrottleReadBpsDevice: array expected";
-                for (let i = 0; i < message.ThrottleReadBpsDevice.length; ++i) {
-                    let error = $root.grpc.LinuxThrottleDevice.verify(message.ThrottleReadBpsDevice[i], _depth + 1);
-                    if (error)
-                        return "ThrottleReadBpsDevice." + error;
-                }
-            }
-            if (message.ThrottleWriteBpsDevice != null && $Object.hasOwnProperty.call(message, "ThrottleWriteBpsDevice")) {
-                if (!$Array.isArray(message.ThrottleWriteBpsDevice))
-                    return "ThrottleWriteBpsDevice: array expected";
-                for (let i = 0; i < message.ThrottleWriteBpsDevice.length; ++i) {
-                    let error = $root.grpc.LinuxThrottleDevice.verify(message.ThrottleWriteBpsDevice[i], _depth + 1);
-                    if (error)
-                        return "ThrottleWriteBpsDevice." + error;
-                }
-            }
-            if (message.ThrottleReadIOPSDevice != null && $Object.hasOwnProperty.call(message, "ThrottleReadIOPSDevice")) {
-                if (!$Array.isArray(message.ThrottleReadIOPSDevice))
-                    return "ThrottleReadIOPSDevice: array expected";
-                for (let i = 0; i < message.ThrottleReadIOPSDevice.length; ++i) {
-                    let error = $root.grpc.LinuxThrottleDevice.verify(message.ThrottleReadIOPSDevice[i], _depth + 1);
-                    if (error)
-                        return "ThrottleReadIOPSDevice." + error;
-                }
-            }
-            if (message.ThrottleWriteIOPSDevice != null && $Object.hasOwnProperty.call(message, "ThrottleWriteIOPSDevice")) {
-                if (!$Array.isArray(message.ThrottleWriteIOPSDevice))
-                    return "ThrottleWriteIOPSDevice: array expected";
-                for (let i = 0; i < message.ThrottleWriteIOPSDevice.length; ++i) {
-                    let error = $root.grpc.LinuxThrottleDevice.verify(message.ThrottleWriteIOPSDevice[i], _depth + 1);
-                    if (error)
-                        return "ThrottleWriteIOPSDevice." + error;
-                }
-            }
-            return null;
         };
 
         LinuxBlockIO.fromObject = function (object, _depth) {
@@ -43726,12 +36376,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxBlockIO.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxBlockIO.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxBlockIO";
-        };
-
         return LinuxBlockIO;
     })();
 
@@ -43763,10 +36407,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxPids.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxPids.decode = function (reader, length, _end, _depth, _target) {
@@ -43822,25 +36462,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        LinuxPids.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxPids.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Limit != null && $Object.hasOwnProperty.call(message, "Limit"))
-                if (!$util.isInteger(message.Limit) && !(message.Limit && $util.isInteger(message.Limit.low) && $util.isInteger(message.Limit.high)))
-                    return "Limit: integer|Long expected";
-            return null;
-        };
-
         LinuxPids.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.LinuxPids)
                 return object;
@@ -43892,12 +36513,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxPids.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxPids.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxPids";
-        };
-
         return LinuxPids;
     })();
 
@@ -43941,10 +36556,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxDeviceCgroup.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxDeviceCgroup.decode = function (reader, length, _end, _depth, _target) {
@@ -44034,37 +36645,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        LinuxDeviceCgroup.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxDeviceCgroup.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Allow != null && $Object.hasOwnProperty.call(message, "Allow"))
-                if (typeof message.Allow !== "boolean")
-                    return "Allow: boolean expected";
-            if (message.Type != null && $Object.hasOwnProperty.call(message, "Type"))
-                if (!$util.isString(message.Type))
-                    return "Type: string expected";
-            if (message.Major != null && $Object.hasOwnProperty.call(message, "Major"))
-                if (!$util.isInteger(message.Major) && !(message.Major && $util.isInteger(message.Major.low) && $util.isInteger(message.Major.high)))
-                    return "Major: integer|Long expected";
-            if (message.Minor != null && $Object.hasOwnProperty.call(message, "Minor"))
-                if (!$util.isInteger(message.Minor) && !(message.Minor && $util.isInteger(message.Minor.low) && $util.isInteger(message.Minor.high)))
-                    return "Minor: integer|Long expected";
-            if (message.Access != null && $Object.hasOwnProperty.call(message, "Access"))
-                if (!$util.isString(message.Access))
-                    return "Access: string expected";
-            return null;
         };
 
         LinuxDeviceCgroup.fromObject = function (object, _depth) {
@@ -44159,12 +36739,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxDeviceCgroup.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxDeviceCgroup.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxDeviceCgroup";
-        };
-
         return LinuxDeviceCgroup;
     })();
 
@@ -44201,10 +36775,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxNetwork.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxNetwork.decode = function (reader, length, _end, _depth, _target) {
@@ -44268,34 +36838,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        LinuxNetwork.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxNetwork.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.ClassID != null && $Object.hasOwnProperty.call(message, "ClassID"))
-                if (!$util.isInteger(message.ClassID))
-                    return "ClassID: integer expected";
-            if (message.Priorities != null && $Object.hasOwnProperty.call(message, "Priorities")) {
-                if (!$Array.isArray(message.Priorities))
-                    return "Priorities: array expected";
-                for (let i = 0; i < message.Priorities.length; ++i) {
-                    let error = $root.grpc.LinuxInterfacePriority.verify(message.Priorities[i], _depth + 1);
-                    if (error)
-                        return "Priorities." + error;
-                }
-            }
-            return null;
-        };
-
         LinuxNetwork.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.LinuxNetwork)
                 return object;
@@ -44348,12 +36890,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxNetwork.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxNetwork.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxNetwork";
-        };
-
         return LinuxNetwork;
     })();
 
@@ -44388,10 +36924,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxHugepageLimit.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxHugepageLimit.decode = function (reader, length, _end, _depth, _target) {
@@ -44456,28 +36988,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        LinuxHugepageLimit.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxHugepageLimit.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Pagesize != null && $Object.hasOwnProperty.call(message, "Pagesize"))
-                if (!$util.isString(message.Pagesize))
-                    return "Pagesize: string expected";
-            if (message.Limit != null && $Object.hasOwnProperty.call(message, "Limit"))
-                if (!$util.isInteger(message.Limit) && !(message.Limit && $util.isInteger(message.Limit.low) && $util.isInteger(message.Limit.high)))
-                    return "Limit: integer|Long expected";
-            return null;
-        };
-
         LinuxHugepageLimit.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.LinuxHugepageLimit)
                 return object;
@@ -44536,12 +37046,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxHugepageLimit.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxHugepageLimit.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxHugepageLimit";
-        };
-
         return LinuxHugepageLimit;
     })();
 
@@ -44576,10 +37080,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxInterfacePriority.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxInterfacePriority.decode = function (reader, length, _end, _depth, _target) {
@@ -44644,28 +37144,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        LinuxInterfacePriority.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxInterfacePriority.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Name != null && $Object.hasOwnProperty.call(message, "Name"))
-                if (!$util.isString(message.Name))
-                    return "Name: string expected";
-            if (message.Priority != null && $Object.hasOwnProperty.call(message, "Priority"))
-                if (!$util.isInteger(message.Priority))
-                    return "Priority: integer expected";
-            return null;
-        };
-
         LinuxInterfacePriority.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.LinuxInterfacePriority)
                 return object;
@@ -44706,12 +37184,6 @@ export const grpc = $root.grpc = (() => {
 
         LinuxInterfacePriority.prototype.toJSON = function() {
             return LinuxInterfacePriority.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        LinuxInterfacePriority.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxInterfacePriority";
         };
 
         return LinuxInterfacePriority;
@@ -44760,10 +37232,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxSeccomp.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxSeccomp.decode = function (reader, length, _end, _depth, _target) {
@@ -44841,48 +37309,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        LinuxSeccomp.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxSeccomp.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.DefaultAction != null && $Object.hasOwnProperty.call(message, "DefaultAction"))
-                if (!$util.isString(message.DefaultAction))
-                    return "DefaultAction: string expected";
-            if (message.Architectures != null && $Object.hasOwnProperty.call(message, "Architectures")) {
-                if (!$Array.isArray(message.Architectures))
-                    return "Architectures: array expected";
-                for (let i = 0; i < message.Architectures.length; ++i)
-                    if (!$util.isString(message.Architectures[i]))
-                        return "Architectures: string[] expected";
-            }
-            if (message.Flags != null && $Object.hasOwnProperty.call(message, "Flags")) {
-                if (!$Array.isArray(message.Flags))
-                    return "Flags: array expected";
-                for (let i = 0; i < message.Flags.length; ++i)
-                    if (!$util.isString(message.Flags[i]))
-                        return "Flags: string[] expected";
-            }
-            if (message.Syscalls != null && $Object.hasOwnProperty.call(message, "Syscalls")) {
-                if (!$Array.isArray(message.Syscalls))
-                    return "Syscalls: array expected";
-                for (let i = 0; i < message.Syscalls.length; ++i) {
-                    let error = $root.grpc.LinuxSyscall.verify(message.Syscalls[i], _depth + 1);
-                    if (error)
-                        return "Syscalls." + error;
-                }
-            }
-            return null;
         };
 
         LinuxSeccomp.fromObject = function (object, _depth) {
@@ -44964,12 +37390,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxSeccomp.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxSeccomp.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxSeccomp";
-        };
-
         return LinuxSeccomp;
     })();
 
@@ -45010,10 +37430,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxSeccompArg.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxSeccompArg.decode = function (reader, length, _end, _depth, _target) {
@@ -45094,34 +37510,6 @@ export const grpc = $root.grpc = (() => {
             if (_end !== $undefined)
                 throw $Error("missing end group");
             return message;
-        };
-
-        LinuxSeccompArg.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxSeccompArg.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.Index != null && $Object.hasOwnProperty.call(message, "Index"))
-                if (!$util.isInteger(message.Index) && !(message.Index && $util.isInteger(message.Index.low) && $util.isInteger(message.Index.high)))
-                    return "Index: integer|Long expected";
-            if (message.Value != null && $Object.hasOwnProperty.call(message, "Value"))
-                if (!$util.isInteger(message.Value) && !(message.Value && $util.isInteger(message.Value.low) && $util.isInteger(message.Value.high)))
-                    return "Value: integer|Long expected";
-            if (message.ValueTwo != null && $Object.hasOwnProperty.call(message, "ValueTwo"))
-                if (!$util.isInteger(message.ValueTwo) && !(message.ValueTwo && $util.isInteger(message.ValueTwo.low) && $util.isInteger(message.ValueTwo.high)))
-                    return "ValueTwo: integer|Long expected";
-            if (message.Op != null && $Object.hasOwnProperty.call(message, "Op"))
-                if (!$util.isString(message.Op))
-                    return "Op: string expected";
-            return null;
         };
 
         LinuxSeccompArg.fromObject = function (object, _depth) {
@@ -45226,12 +37614,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxSeccompArg.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxSeccompArg.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxSeccompArg";
-        };
-
         return LinuxSeccompArg;
     })();
 
@@ -45283,10 +37665,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxSyscall.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxSyscall.decode = function (reader, length, _end, _depth, _target) {
@@ -45365,47 +37743,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        LinuxSyscall.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxSyscall.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            let properties = {};
-            if (message.Names != null && $Object.hasOwnProperty.call(message, "Names")) {
-                if (!$Array.isArray(message.Names))
-                    return "Names: array expected";
-                for (let i = 0; i < message.Names.length; ++i)
-                    if (!$util.isString(message.Names[i]))
-                        return "Names: string[] expected";
-            }
-            if (message.Action != null && $Object.hasOwnProperty.call(message, "Action"))
-                if (!$util.isString(message.Action))
-                    return "Action: string expected";
-            if (message.errnoret != null && $Object.hasOwnProperty.call(message, "errnoret")) {
-                properties.ErrnoRet = 1;
-                if (!$util.isInteger(message.errnoret))
-                    return "errnoret: integer expected";
-            }
-            if (message.Args != null && $Object.hasOwnProperty.call(message, "Args")) {
-                if (!$Array.isArray(message.Args))
-                    return "Args: array expected";
-                for (let i = 0; i < message.Args.length; ++i) {
-                    let error = $root.grpc.LinuxSeccompArg.verify(message.Args[i], _depth + 1);
-                    if (error)
-                        return "Args." + error;
-                }
-            }
-            return null;
-        };
-
         LinuxSyscall.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.LinuxSyscall)
                 return object;
@@ -45479,12 +37816,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxSyscall.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxSyscall.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxSyscall";
-        };
-
         return LinuxSyscall;
     })();
 
@@ -45516,10 +37847,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        LinuxIntelRdt.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         LinuxIntelRdt.decode = function (reader, length, _end, _depth, _target) {
@@ -45575,25 +37902,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        LinuxIntelRdt.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        LinuxIntelRdt.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.L3CacheSchema != null && $Object.hasOwnProperty.call(message, "L3CacheSchema"))
-                if (!$util.isString(message.L3CacheSchema))
-                    return "L3CacheSchema: string expected";
-            return null;
-        };
-
         LinuxIntelRdt.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.LinuxIntelRdt)
                 return object;
@@ -45629,12 +37937,6 @@ export const grpc = $root.grpc = (() => {
             return LinuxIntelRdt.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        LinuxIntelRdt.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.LinuxIntelRdt";
-        };
-
         return LinuxIntelRdt;
     })();
 
@@ -45666,10 +37968,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        CheckRequest.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         CheckRequest.decode = function (reader, length, _end, _depth, _target) {
@@ -45725,25 +38023,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        CheckRequest.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        CheckRequest.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.service != null && $Object.hasOwnProperty.call(message, "service"))
-                if (!$util.isString(message.service))
-                    return "service: string expected";
-            return null;
-        };
-
         CheckRequest.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.CheckRequest)
                 return object;
@@ -45779,12 +38058,6 @@ export const grpc = $root.grpc = (() => {
             return CheckRequest.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        CheckRequest.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.CheckRequest";
-        };
-
         return CheckRequest;
     })();
 
@@ -45816,10 +38089,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        HealthCheckResponse.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         HealthCheckResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -45875,25 +38144,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        HealthCheckResponse.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        HealthCheckResponse.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.status != null && $Object.hasOwnProperty.call(message, "status"))
-                if (typeof message.status !== "number" || (message.status | 0) !== message.status)
-                    return "status: enum value expected";
-            return null;
-        };
-
         HealthCheckResponse.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.HealthCheckResponse)
                 return object;
@@ -45944,12 +38194,6 @@ export const grpc = $root.grpc = (() => {
             return HealthCheckResponse.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        HealthCheckResponse.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.HealthCheckResponse";
-        };
-
         HealthCheckResponse.ServingStatus = (function() {
             const valuesById = $Object.create(null), values = $Object.create(valuesById);
             values[valuesById[0] = "UNKNOWN"] = 0;
@@ -45992,10 +38236,6 @@ export const grpc = $root.grpc = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        VersionCheckResponse.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         VersionCheckResponse.decode = function (reader, length, _end, _depth, _target) {
@@ -46060,28 +38300,6 @@ export const grpc = $root.grpc = (() => {
             return message;
         };
 
-        VersionCheckResponse.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        VersionCheckResponse.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.grpcVersion != null && $Object.hasOwnProperty.call(message, "grpcVersion"))
-                if (!$util.isString(message.grpcVersion))
-                    return "grpcVersion: string expected";
-            if (message.agentVersion != null && $Object.hasOwnProperty.call(message, "agentVersion"))
-                if (!$util.isString(message.agentVersion))
-                    return "agentVersion: string expected";
-            return null;
-        };
-
         VersionCheckResponse.fromObject = function (object, _depth) {
             if (object instanceof $root.grpc.VersionCheckResponse)
                 return object;
@@ -46122,12 +38340,6 @@ export const grpc = $root.grpc = (() => {
 
         VersionCheckResponse.prototype.toJSON = function() {
             return VersionCheckResponse.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        VersionCheckResponse.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/grpc.VersionCheckResponse";
         };
 
         return VersionCheckResponse;
@@ -46231,10 +38443,6 @@ export const types = $root.types = (() => {
             return writer;
         };
 
-        IPAddress.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
-        };
-
         IPAddress.decode = function (reader, length, _end, _depth, _target) {
             if (!(reader instanceof $Reader))
                 reader = $Reader.create(reader);
@@ -46306,31 +38514,6 @@ export const types = $root.types = (() => {
             return message;
         };
 
-        IPAddress.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        IPAddress.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.family != null && $Object.hasOwnProperty.call(message, "family"))
-                if (typeof message.family !== "number" || (message.family | 0) !== message.family)
-                    return "family: enum value expected";
-            if (message.address != null && $Object.hasOwnProperty.call(message, "address"))
-                if (!$util.isString(message.address))
-                    return "address: string expected";
-            if (message.mask != null && $Object.hasOwnProperty.call(message, "mask"))
-                if (!$util.isString(message.mask))
-                    return "mask: string expected";
-            return null;
-        };
-
         IPAddress.fromObject = function (object, _depth) {
             if (object instanceof $root.types.IPAddress)
                 return object;
@@ -46390,12 +38573,6 @@ export const types = $root.types = (() => {
             return IPAddress.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        IPAddress.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/types.IPAddress";
-        };
-
         return IPAddress;
     })();
 
@@ -46450,10 +38627,6 @@ export const types = $root.types = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Interface.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Interface.decode = function (reader, length, _end, _depth, _target) {
@@ -46571,52 +38744,6 @@ export const types = $root.types = (() => {
             return message;
         };
 
-        Interface.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Interface.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.device != null && $Object.hasOwnProperty.call(message, "device"))
-                if (!$util.isString(message.device))
-                    return "device: string expected";
-            if (message.name != null && $Object.hasOwnProperty.call(message, "name"))
-                if (!$util.isString(message.name))
-                    return "name: string expected";
-            if (message.IPAddresses != null && $Object.hasOwnProperty.call(message, "IPAddresses")) {
-                if (!$Array.isArray(message.IPAddresses))
-                    return "IPAddresses: array expected";
-                for (let i = 0; i < message.IPAddresses.length; ++i) {
-                    let error = $root.types.IPAddress.verify(message.IPAddresses[i], _depth + 1);
-                    if (error)
-                        return "IPAddresses." + error;
-                }
-            }
-            if (message.mtu != null && $Object.hasOwnProperty.call(message, "mtu"))
-                if (!$util.isInteger(message.mtu) && !(message.mtu && $util.isInteger(message.mtu.low) && $util.isInteger(message.mtu.high)))
-                    return "mtu: integer|Long expected";
-            if (message.hwAddr != null && $Object.hasOwnProperty.call(message, "hwAddr"))
-                if (!$util.isString(message.hwAddr))
-                    return "hwAddr: string expected";
-            if (message.devicePath != null && $Object.hasOwnProperty.call(message, "devicePath"))
-                if (!$util.isString(message.devicePath))
-                    return "devicePath: string expected";
-            if (message.type != null && $Object.hasOwnProperty.call(message, "type"))
-                if (!$util.isString(message.type))
-                    return "type: string expected";
-            if (message.rawFlags != null && $Object.hasOwnProperty.call(message, "rawFlags"))
-                if (!$util.isInteger(message.rawFlags))
-                    return "rawFlags: integer expected";
-            return null;
-        };
-
         Interface.fromObject = function (object, _depth) {
             if (object instanceof $root.types.Interface)
                 return object;
@@ -46722,12 +38849,6 @@ export const types = $root.types = (() => {
             return Interface.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Interface.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/types.Interface";
-        };
-
         return Interface;
     })();
 
@@ -46780,10 +38901,6 @@ export const types = $root.types = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        Route.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         Route.decode = function (reader, length, _end, _depth, _target) {
@@ -46902,46 +39019,6 @@ export const types = $root.types = (() => {
             return message;
         };
 
-        Route.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        Route.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.dest != null && $Object.hasOwnProperty.call(message, "dest"))
-                if (!$util.isString(message.dest))
-                    return "dest: string expected";
-            if (message.gateway != null && $Object.hasOwnProperty.call(message, "gateway"))
-                if (!$util.isString(message.gateway))
-                    return "gateway: string expected";
-            if (message.device != null && $Object.hasOwnProperty.call(message, "device"))
-                if (!$util.isString(message.device))
-                    return "device: string expected";
-            if (message.source != null && $Object.hasOwnProperty.call(message, "source"))
-                if (!$util.isString(message.source))
-                    return "source: string expected";
-            if (message.scope != null && $Object.hasOwnProperty.call(message, "scope"))
-                if (!$util.isInteger(message.scope))
-                    return "scope: integer expected";
-            if (message.family != null && $Object.hasOwnProperty.call(message, "family"))
-                if (typeof message.family !== "number" || (message.family | 0) !== message.family)
-                    return "family: enum value expected";
-            if (message.flags != null && $Object.hasOwnProperty.call(message, "flags"))
-                if (!$util.isInteger(message.flags))
-                    return "flags: integer expected";
-            if (message.mtu != null && $Object.hasOwnProperty.call(message, "mtu"))
-                if (!$util.isInteger(message.mtu))
-                    return "mtu: integer expected";
-            return null;
-        };
-
         Route.fromObject = function (object, _depth) {
             if (object instanceof $root.types.Route)
                 return object;
@@ -47031,12 +39108,6 @@ export const types = $root.types = (() => {
             return Route.toObject(this, $protobuf.util.toJSONOptions);
         };
 
-        Route.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/types.Route";
-        };
-
         return Route;
     })();
 
@@ -47080,10 +39151,6 @@ export const types = $root.types = (() => {
                 for (let i = 0; i < message.$unknowns.length; ++i)
                     writer.raw(message.$unknowns[i]);
             return writer;
-        };
-
-        ARPNeighbor.encodeDelimited = function(message, writer) {
-            return this.encode(message, (writer || $Writer.create()).fork()).ldelim();
         };
 
         ARPNeighbor.decode = function (reader, length, _end, _depth, _target) {
@@ -47172,39 +39239,6 @@ export const types = $root.types = (() => {
             return message;
         };
 
-        ARPNeighbor.decodeDelimited = function(reader) {
-            if (!(reader instanceof $Reader))
-                reader = new $Reader(reader);
-            return this.decode(reader, reader.size());
-        };
-
-        ARPNeighbor.verify = function (message, _depth) {
-            if (typeof message !== "object" || message === null)
-                return "object expected";
-            if (_depth === $undefined)
-                _depth = 0;
-            if (_depth > $util.recursionLimit)
-                return "max depth exceeded";
-            if (message.toIPAddress != null && $Object.hasOwnProperty.call(message, "toIPAddress")) {
-                let error = $root.types.IPAddress.verify(message.toIPAddress, _depth + 1);
-                if (error)
-                    return "toIPAddress." + error;
-            }
-            if (message.device != null && $Object.hasOwnProperty.call(message, "device"))
-                if (!$util.isString(message.device))
-                    return "device: string expected";
-            if (message.lladdr != null && $Object.hasOwnProperty.call(message, "lladdr"))
-                if (!$util.isString(message.lladdr))
-                    return "lladdr: string expected";
-            if (message.state != null && $Object.hasOwnProperty.call(message, "state"))
-                if (!$util.isInteger(message.state))
-                    return "state: integer expected";
-            if (message.flags != null && $Object.hasOwnProperty.call(message, "flags"))
-                if (!$util.isInteger(message.flags))
-                    return "flags: integer expected";
-            return null;
-        };
-
         ARPNeighbor.fromObject = function (object, _depth) {
             if (object instanceof $root.types.ARPNeighbor)
                 return object;
@@ -47265,12 +39299,6 @@ export const types = $root.types = (() => {
 
         ARPNeighbor.prototype.toJSON = function() {
             return ARPNeighbor.toObject(this, $protobuf.util.toJSONOptions);
-        };
-
-        ARPNeighbor.getTypeUrl = function(prefix) {
-            if (prefix === $undefined)
-                prefix = "type.googleapis.com";
-            return prefix + "/types.ARPNeighbor";
         };
 
         return ARPNeighbor;
