@@ -1,0 +1,79 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseArgs } from './cli.js';
+import { readFields } from './pbwire.js';
+import { encodeBootstrapParams, socketAddress, socketPath } from './protocol.js';
+import { createListener, runStart } from './start.js';
+
+let dir: string;
+const servers: Server[] = [];
+beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'kts-start-')); });
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function listenAt(path: string): Promise<void> {
+  mkdirSync(join(path, '..'), { recursive: true });
+  return new Promise((r) => { const s = createServer(); servers.push(s); s.listen(path, () => r()); });
+}
+
+describe('start', () => {
+  it('a pod container answers with its running sandbox\'s address and spawns nothing (BootstrapResult for 2.3+)', async () => {
+    const socketDir = join(dir, 's');
+    const sandbox = socketAddress({ grpcAddress: '/g.sock', namespace: 'k8s.io', id: 'sb1', socketDir });
+    await listenAt(socketPath(sandbox));
+    const bundle = join(dir, 'c1');
+    mkdirSync(bundle);
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify({ annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'sb1' } }));
+    const { flags } = parseArgs(['-namespace', 'k8s.io', '-address', '/g.sock', '-publish-binary', '/c', '-id', 'c1', 'start']);
+    const stdin = encodeBootstrapParams({ instanceId: 'c1', namespace: 'k8s.io', socketDir });
+    const r = await runStart({ flags, env: {}, cwd: bundle, stdin });
+    expect(r.address).toBe(sandbox);
+    expect(r.daemonPid).toBeUndefined();
+    expect(readFileSync(join(bundle, 'address'), 'utf8')).toBe(sandbox);
+    const f = readFields(r.output);
+    expect(Buffer.from(f[1].value as Uint8Array).toString()).toBe(sandbox);
+    expect(existsSync(join(bundle, 'shim.pid'))).toBe(false);
+  });
+
+  it('a live daemon already serving this id: start answers with its address', async () => {
+    const socketDir = join(dir, 's');
+    const sandbox = socketAddress({ grpcAddress: '/g.sock', namespace: 'default', id: 'x', socketDir });
+    await listenAt(socketPath(sandbox));
+    const bundle = join(dir, 'x');
+    mkdirSync(bundle);
+    writeFileSync(join(bundle, 'config.json'), '{}');
+    const { flags } = parseArgs(['-namespace', 'default', '-address', '/g.sock', '-publish-binary', '/c', '-id', 'x', 'start']);
+    const r = await runStart({ flags, env: {}, cwd: bundle, stdin: encodeBootstrapParams({ instanceId: 'x', namespace: 'default', socketDir }) });
+    expect(r.daemonPid).toBeUndefined();
+    expect(r.address).toBe(sandbox);
+  });
+
+  it('listener: dir 0700, socket 0600; a stale socket left by a killed daemon is replaced', async () => {
+    const path = join(dir, 'sock', 'a');
+    mkdirSync(join(dir, 'sock'));
+    // A daemon SIGKILLed while listening leaves its socket file behind.
+    spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    expect(existsSync(path)).toBe(true);
+    const l = await createListener(path);
+    expect('server' in l).toBe(true);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    (l as { server: Server }).server.close();
+  });
+
+  it('creates the socket dir 0700', async () => {
+    const path = join(dir, 'fresh', 'b');
+    const l = await createListener(path);
+    expect(statSync(join(dir, 'fresh')).mode & 0o777).toBe(0o700);
+    (l as { server: Server }).server.close();
+  });
+
+  it('refuses socket paths longer than 106 bytes', async () => {
+    await expect(createListener(join(dir, 'x'.repeat(120)))).rejects.toThrow(/longer than 106 bytes/);
+  });
+});
