@@ -4,6 +4,7 @@
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Client } from 'undici';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig, pathsUnder, type KataConfig, type Logger, type Paths } from '../../config/index.js';
 import { ClhClient } from '../../vmm/cloud-hypervisor/client.js';
@@ -216,6 +217,21 @@ describe.skipIf(skip)('cloud-hypervisor VM (simulator + real virtiofsd)', () => 
     expect(exit.reason).toBe('vmm-exited');
     expect(exit.detail).toMatch(/cloud-hypervisor \(pid \d+\) was killed by SIGKILL/);
     expect(lines.some((l) => l.level === 'error' && /cloud-hypervisor .* killed by SIGKILL; stopping the VM/.test(l.msg))).toBe(true);
+    await expectNothingLeft(started);
+  });
+
+  it('guest power-off (VMM exits 0) → wait() gives guest-shutdown, everything else stopped', async () => {
+    const h = hv();
+    await h.start();
+    started = recordedPids();
+    const api = new Client('http://localhost', { socketPath: join(paths.vmDir(sandboxId), 'clh-api.sock') });
+    const res = await api.request({ path: '/api/v1/vm.power-button', method: 'PUT', body: '' });
+    expect(res.statusCode).toBe(204);
+    await res.body.dump();
+    await api.close().catch(() => {});
+    const exit = await h.wait();
+    expect(exit).toMatchObject({ reason: 'guest-shutdown' });
+    expect(exit.detail).toMatch(/cloud-hypervisor \(pid \d+\) exited with status 0 \(the guest powered off\)/);
     await expectNothingLeft(started);
   });
 

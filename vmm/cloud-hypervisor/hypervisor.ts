@@ -211,9 +211,11 @@ export class CloudHypervisor implements Hypervisor {
       // virtiofsd exits by itself when its frontend disconnects: if the VMM is already dead
       // (a zombie not yet reaped by us), the VMM's own watcher reports the real cause.
       if (reason === 'virtiofsd-exited' && this.#vmm && !isRunning(this.#vmm.pid)) return;
-      const detail = describeExit(p.name, p.pid, e);
-      this.#log.error(`${detail}; stopping the VM`, { sandbox: this.#o.sandboxId, reason });
-      this.#died ??= { reason, detail };
+      // cloud-hypervisor exits with status 0 after a guest power-off; anything else is a death.
+      const poweredOff = reason === 'vmm-exited' && e.code === 0 && this.#state === 'running';
+      const detail = describeExit(p.name, p.pid, e) + (poweredOff ? ' (the guest powered off)' : '');
+      this.#log[poweredOff ? 'info' : 'error'](`${detail}; stopping the VM`, { reason });
+      this.#died ??= { reason: poweredOff ? 'guest-shutdown' : reason, detail };
       // During start(), start's own catch runs the teardown after the pending step fails;
       // wait() settles when the teardown is done, so "gone" means nothing is left.
       if (this.#state === 'running') void this.#runTeardown(this.#died);
