@@ -95,9 +95,15 @@ export class CloudHypervisor implements Hypervisor {
     return this.#o.sharedDir ?? join(this.#o.paths.sharedSandboxDir(this.#o.sandboxId), 'shared');
   }
 
+  /** What start() reports once something it started has died. */
+  #diedError(cause?: unknown): VmmError {
+    const d = this.#died!;
+    return new VmmError(d.reason === 'virtiofsd-exited' ? 'VIRTIOFSD' : 'VMM_LAUNCH', `VM start failed: ${d.detail}`, { cause });
+  }
+
   /** Throws once something we started has died (start() then tears down). */
   #checkAlive(): void {
-    if (this.#died) throw new VmmError(this.#died.reason === 'virtiofsd-exited' ? 'VIRTIOFSD' : 'VMM_LAUNCH', `VM start failed: ${this.#died.detail}`);
+    if (this.#died) throw this.#diedError();
   }
 
   get state(): State {
@@ -114,10 +120,8 @@ export class CloudHypervisor implements Hypervisor {
     } catch (err) {
       const died = this.#died;
       await this.#runTeardown(died ? died : { reason: 'stopped', detail: `start failed: ${(err as Error).message}` });
-      if (died && !(err instanceof VmmError && err.code === 'VMM_LAUNCH')) {
-        // The API error is a symptom; say what died.
-        throw new VmmError(died.reason === 'virtiofsd-exited' ? 'VIRTIOFSD' : 'VMM_LAUNCH', `VM start failed: ${died.detail}`, { cause: err });
-      }
+      // An API error after a death is a symptom; say what died.
+      if (died && !(err instanceof VmmError && err.code === 'VMM_LAUNCH')) throw this.#diedError(err);
       throw err;
     }
   }
@@ -130,7 +134,9 @@ export class CloudHypervisor implements Hypervisor {
       if (s.length > MAX_SOCKET_PATH) throw new VmmError('VMM_LAUNCH', `socket path ${s} is longer than ${MAX_SOCKET_PATH} bytes`);
     }
     mkdirSync(this.vmDir, { recursive: true, mode: 0o750 });
-    signal?.throwIfAborted();
+    // Stale sockets of an earlier run of this sandbox id would make the VMM fail to bind.
+    for (const s of [this.apiSocket, this.vsockSocket, this.virtiofsdSocket]) rmSync(s, { force: true });
+    if (signal?.aborted) throw new VmmError('VMM_ABORTED', 'VM start aborted', { cause: signal.reason });
 
     if (h.shared_fs === 'virtio-fs') {
       if (!existsSync(this.#sharedDir)) throw new VmmError('VIRTIOFSD', `shared dir ${this.#sharedDir} does not exist (SharedFs.setup() must run first)`);
