@@ -103,6 +103,44 @@ for (const version of ['1.6', '2'] as const) {
       await expectClean([id]);
     });
 
+    // The simulator runs execs as foreground `runc exec`, which itself waits until the process's
+    // stdio closes, so it reports the exit only when the background child ends.
+    const bgSkip = 'the kata-agent simulator reports an exec\'s exit only when `runc exec` returns, after its stdio closes';
+    test.skip(`an exec returns when it exits although a background child keeps stdout open (skipped: ${bgSkip})`, async () => {
+      const id = uniqueId('bgc');
+      expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done'])).code).toBe(0);
+      try {
+        await waitForStatus(c, id, 'RUNNING');
+        const t0 = Date.now();
+        const e = await c.ctr(['task', 'exec', '--exec-id', 'e1', id, 'sh', '-c', 'sleep 30 & echo parent-done; exit 3']);
+        expect(e).toMatchObject({ code: 3, stdout: 'parent-done\n' });
+        expect(Date.now() - t0, c.logTail(300)).toBeLessThan(20_000);
+      } finally {
+        await c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+        await sleep(300);
+        await c.ctr(['task', 'rm', '-f', id]);
+        await c.ctr(['container', 'rm', id]);
+      }
+      await expectClean([id]);
+    }, 120_000);
+
+    test('--log-uri file:// gets both streams; an unknown scheme is refused by name', async () => {
+      const id = uniqueId('log');
+      const file = `${c.dir}/logs/${id}.log`;
+      const r = await c.ctr([...run, '--log-uri', `file://${file}`, image, id, 'sh', '-c', 'echo to-out; echo to-err >&2']);
+      expect(r.code, r.stderr).toBe(0);
+      const text = readFileSync(file, 'utf8');
+      expect(text).toContain('to-out\n');
+      expect(text).toContain('to-err\n');
+      await expectClean([id]);
+      const id2 = uniqueId('badlog');
+      const bad = await c.ctr([...run, '--log-uri', 'ftp://host/x', image, id2, 'true']);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(/unknown STDIO scheme "ftp"/);
+      await c.ctr(['container', 'rm', id2]);
+      await expectClean([id2]);
+    }, 120_000);
+
     test('ctr run -t (terminal)', async () => {
       const id = uniqueId('tty');
       // ctr needs a terminal on its own stdin for -t; script(1) provides one.
