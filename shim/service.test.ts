@@ -267,4 +267,31 @@ describe('task service', () => {
     expect(svc.sandbox).toBeUndefined();
     expect(svc.containers.size).toBe(0);
   });
+  it('a CRI pod: the sandbox creates the VM, containers join it, the shim stays until the last task', async () => {
+    const { call, isIdle, svc } = setup();
+    const cri = (type: string) => ({ 'io.kubernetes.cri.container-type': type, 'io.kubernetes.cri.sandbox-id': 'sb' });
+    await call('Create', { id: 'sb', bundle: bundle('sb', cri('sandbox')) });
+    await call('Start', { id: 'sb' });
+    await call('Create', { id: 'c1', bundle: bundle('c1', cri('container')) });
+    expect(calls.filter((x) => x === 'vm.start')).toHaveLength(1);
+    await call('Start', { id: 'c1' });
+    // A container of another pod is not ours.
+    await expect(call('Create', { id: 'c2', bundle: bundle('c2', { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'other' }) }))
+      .rejects.toMatchObject({ code: Code.NOT_FOUND });
+    await call('Kill', { id: 'c1', signal: 9 });
+    await call('Wait', { id: 'c1' });
+    await call('Delete', { id: 'c1' });
+    expect(calls).not.toContain('vm.stop');
+    await call('Shutdown', { id: 'c1' });
+    await new Promise((r) => setImmediate(r));
+    expect(isIdle()).toBe(false);
+    await call('Kill', { id: 'sb', signal: 9 });
+    await call('Wait', { id: 'sb' });
+    await call('Delete', { id: 'sb' });
+    expect(calls.slice(-3)).toEqual(['destroySandbox', 'vm.stop', 'fs.teardown sb']);
+    expect(svc.containers.size).toBe(0);
+    await call('Shutdown', { id: 'sb' });
+    await new Promise((r) => setImmediate(r));
+    expect(isIdle()).toBe(true);
+  });
 });
