@@ -104,6 +104,7 @@ tmp=$(mktemp -d /tmp/kata-ts-conformance.XXXXXX)
 # Traversable like /run/containerd-test: user-namespace tests mount the rootfs as uid 1000.
 chmod 0755 "$tmp"
 registry_pid=
+run_env=(env)
 snapshot() { find /run/vc/vm /run/kata-containers/shared/sandboxes /run/containerd/s -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -u || true; }
 before=$(snapshot)
 # runc's shim makes one state folder per namespace under /run/containerd/runc and never
@@ -123,9 +124,7 @@ ours() {
 cleanup() {
   set +e
   if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null; registry_pid=; fi
-  [ -n "$(ours)" ] && reap_tasks
-  local pids; pids=$(ours)
-  if [ -n "$pids" ]; then echo "conformance: killing leftover processes: $pids" >&2; kill -9 $pids 2>/dev/null; sleep 1; fi
+  if [ -n "$(ours)" ]; then reap_tasks; shim_delete; kill_ours; fi
   awk -v t="$tmp" 'index($2, t) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
   rm -rf "$tmp"
   local d
@@ -171,6 +170,7 @@ mkdir -p "$tmp/kata"
 node "$tmp/kata/render.mjs" "$tmp/kata/configuration-clh.toml" "$here/dist/sim/cloud-hypervisor" \
   "${KATA_TS_DEPS:-$here/.deps}/bin/virtiofsd" "$tmp/kata/vmlinux.container" "$tmp/kata/kata-containers.img"
 ln -s "$here/dist/containerd-shim-kata-ts-v2" "$tmp/bin/containerd-shim-kata-ts-v2"
+run_env=(env "$marker" TMPDIR="$tmp/tmp" KATA_CONF_FILE="$tmp/kata/configuration-clh.toml" PATH="$tmp/bin:$PATH")
 
 # --- the runs -----------------------------------------------------------------------------
 testrun() { # testrun <runtime> -> $tmp/<runtime>.log
@@ -183,8 +183,7 @@ testrun() { # testrun <runtime> -> $tmp/<runtime>.log
   mkdir -p "$tmp/ctrd"
   local t0; t0=$(date +%s)
   say "running the suite with io.containerd.$rt.v2"
-  (cd "$tmp/tmp" && env "$marker" TMPDIR="$tmp/tmp" CONFORMANCE_DIR="$tmp/ctrd" TEST_RUNTIME="io.containerd.$rt.v2" \
-      KATA_CONF_FILE="$tmp/kata/configuration-clh.toml" PATH="$tmp/bin:$PATH" \
+  (cd "$tmp/tmp" && "${run_env[@]}" CONFORMANCE_DIR="$tmp/ctrd" TEST_RUNTIME="io.containerd.$rt.v2" \
       timeout -k 10 22m "$suite/client.test" -test.root -test.v -test.timeout 20m -no-criu ${filter:+-test.run "$filter"} \
       > "$logs/$rt.log" 2>&1) || true
   local s=$(( $(date +%s) - t0 ))
@@ -192,16 +191,18 @@ testrun() { # testrun <runtime> -> $tmp/<runtime>.log
   # Anything the run left running is a finding, then removed, so the next run starts clean.
   local left; left=$(ours | grep -vx "$registry_pid" || true)
   if [ -n "$left" ]; then
-    echo "conformance: LEFTOVER after the $rt run: $(for p in $left; do tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | cut -c1-120; echo; done)" | tee -a "$logs/$rt.log" >&2
+    echo "conformance: LEFTOVER after the $rt run: $(for p in $left; do tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | cut -c1-150; echo; done)" | tee -a "$logs/$rt.log" >&2
     reap_tasks
-    kill -9 $(ours | grep -vx "$registry_pid") 2>/dev/null || true
+    shim_delete
+    kill_ours
   fi
 }
-# After a hang or a killed run, the test containerd may still be up with tasks in it: its own
-# API kills and deletes them, so the shims (and VMs) tear down what they made.
+# Tasks a failed test did not delete, while the suite's containerd is still up (a hang):
+# its own API kills and deletes them, so each shim tears down what it made.
 reap_tasks() {
+  local -; set +e
   local sock=$tmp/ctrd/state/containerd.sock ns id
-  [ -S "$sock" ] || return 0
+  ctr --address "$sock" version >/dev/null 2>&1 || return 0
   for ns in $(ctr --address "$sock" namespaces ls -q 2>/dev/null); do
     for id in $(ctr --address "$sock" -n "$ns" tasks ls -q 2>/dev/null); do
       echo "conformance: removing leftover task $ns/$id" >&2
@@ -211,6 +212,65 @@ reap_tasks() {
     for id in $(ctr --address "$sock" -n "$ns" containers ls -q 2>/dev/null); do
       timeout 30 ctr --address "$sock" -n "$ns" containers delete "$id" >/dev/null 2>&1
     done
+  done
+  return 0
+}
+# Shims still running once containerd is gone (the suite removes its metadata on exit, so a
+# new containerd could not name their containers): treat them as crashed, the way containerd
+# does, by killing each and running its `delete` command in its bundle, which must clean up
+# what that shim made (for kata-ts: VM, virtiofsd, mounts, Kata folders).
+shim_delete() {
+  local -; set +e
+  local p argv i ns id addr bundle
+  for p in $(ours | grep -vx "${registry_pid:-none}"); do
+    mapfile -d '' argv < "/proc/$p/cmdline" 2>/dev/null || continue
+    case ${argv[0]:-} in *containerd-shim-*) ;; *) continue ;; esac
+    ns= id= addr=
+    for ((i = 1; i < ${#argv[@]} - 1; i++)); do
+      case ${argv[i]} in -namespace) ns=${argv[i+1]} ;; -id) id=${argv[i+1]} ;; -address) addr=${argv[i+1]} ;; esac
+    done
+    bundle=$tmp/ctrd/state/io.containerd.runtime.v2.task/$ns/$id
+    kill -9 "$p" 2>/dev/null
+    [ -n "$id" ] && [ -d "$bundle" ] || continue
+    echo "conformance: $(basename "${argv[0]}") delete for leftover $ns/$id" >&2
+    (cd "$bundle" && "${run_env[@]}" timeout 60 "${argv[0]}" -namespace "$ns" -address "$addr" \
+       -publish-binary "$(command -v containerd)" -id "$id" -bundle "$bundle" delete >/dev/null 2>>"$logs/shim-delete.log")
+    # The shim's socket, named in the bundle's `address` file: a dead shim cannot remove it.
+    local sock; sock=$(sed -n 's#^unix://##p' "$bundle/address" 2>/dev/null)
+    if [ -n "$sock" ] && [ -S "$sock" ]; then
+      echo "conformance: removing the socket $sock of the dead shim $ns/$id" >&2
+      rm -f "$sock"
+    fi
+  done
+  return 0
+}
+kill_ours() {
+  local -; set +e
+  local pids p ns id addr sockets=() sandboxes=()
+  pids=$(ours | grep -vx "${registry_pid:-none}" || true)
+  [ -n "$pids" ] || return 0
+  for p in $pids; do
+    ns= id= addr=
+    local argv=() i
+    mapfile -d '' argv < "/proc/$p/cmdline" 2>/dev/null || continue
+    for ((i = 1; i < ${#argv[@]} - 1; i++)); do
+      case ${argv[i]} in -namespace) ns=${argv[i+1]} ;; -id) id=${argv[i+1]} ;; -address) addr=${argv[i+1]} ;; esac
+    done
+    case ${argv[0]:-} in
+      *containerd-shim-*)
+        [ -n "$ns" ] && [ -n "$id" ] && [ -n "$addr" ] && \
+          sockets+=("/run/containerd/s/$(printf '%s' "$addr/$ns/$id" | sha256sum | cut -d' ' -f1)")
+        [ -n "$id" ] && sandboxes+=("$id") ;;
+    esac
+  done
+  echo "conformance: killing leftover processes: $(echo $pids)" >&2
+  kill -9 $pids 2>/dev/null; sleep 1
+  rm -f "${sockets[@]}"
+  for id in "${sandboxes[@]}"; do
+    [ -d "/run/kata-containers/shared/sandboxes/$id" ] || [ -d "/run/vc/vm/$id" ] || continue
+    awk -v p="/run/kata-containers/shared/sandboxes/$id" '$2 == p || index($2, p "/") == 1 {print $2}' /proc/mounts | sort -r | \
+      while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+    rm -rf "/run/kata-containers/shared/sandboxes/$id" "/run/vc/vm/$id"
   done
   return 0
 }
