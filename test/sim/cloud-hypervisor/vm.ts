@@ -188,7 +188,7 @@ export class Vmm {
       const conn = await vhostUserHandshake(f.socket).catch((e) => { throw new Error(`Failed to connect to vhost-user backend for ${f.id}: ${(e as Error).message}`); });
       this.fsConns.push(conn.socket);
       // A backend that goes away mid-run is a device failure the VM survives; we only log it.
-      conn.socket.on('close', () => this.o.log.warn('virtio-fs backend disconnected', { id: f.id, socket: f.socket }));
+      conn.socket.on('close', () => { if (this.fsConns.includes(conn.socket)) this.o.log.warn('virtio-fs backend disconnected', { id: f.id, socket: f.socket }); });
       const served = findSharedDir(f.socket);
       fs.push({ tag: f.tag, hostDir: served.sharedDir });
     }
@@ -231,8 +231,9 @@ export class Vmm {
     clearTimeout(this.crashTimer);
     this.vsock?.close();
     this.vsock = undefined;
-    for (const s of this.fsConns) s.destroy();
+    const conns = this.fsConns;
     this.fsConns = [];
+    for (const s of conns) s.destroy();
   }
 
   private async stopGuest(): Promise<void> {
