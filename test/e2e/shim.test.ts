@@ -141,6 +141,52 @@ for (const version of ['1.6', '2'] as const) {
       await expectClean([id2]);
     }, 120_000);
 
+    test('events reach containerd in order: create, start, exec-added, exec-started, exits, delete', async () => {
+      const seen: string[] = [];
+      const ev = spawn(tools.ctr, ['--address', c.address, '--namespace', c.namespace, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let buf = '';
+      ev.stdout.on('data', (b: Buffer) => { buf += b.toString(); });
+      try {
+        await sleep(500);
+        const id = uniqueId('ev');
+        expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done'])).code).toBe(0);
+        await waitForStatus(c, id, 'RUNNING');
+        expect((await c.ctr(['task', 'exec', '--exec-id', 'e1', id, 'true'])).code).toBe(0);
+        expect((await c.ctr(['task', 'kill', '-s', 'SIGKILL', id])).code).toBe(0);
+        await waitForStatus(c, id, 'STOPPED');
+        expect((await c.ctr(['task', 'rm', id])).code).toBe(0);
+        await c.ctr(['container', 'rm', id]);
+        await sleep(1000);
+        for (const line of buf.split('\n')) {
+          const m = /\s(\/tasks\/[a-z-]+)\s/.exec(line);
+          if (m && line.includes(id)) seen.push(m[1] + (line.includes('"e1"') ? ':e1' : ''));
+        }
+        expect(seen).toEqual(['/tasks/create', '/tasks/start', '/tasks/exec-added:e1', '/tasks/exec-started:e1', '/tasks/exit:e1', '/tasks/delete:e1', '/tasks/exit', '/tasks/delete']);
+        await expectClean([id]);
+      } finally {
+        ev.kill('SIGKILL');
+      }
+    }, 120_000);
+
+    test('out of memory: /tasks/oom before /tasks/exit, exit 137', async () => {
+      const ev = spawn(tools.ctr, ['--address', c.address, '--namespace', c.namespace, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let buf = '';
+      ev.stdout.on('data', (b: Buffer) => { buf += b.toString(); });
+      try {
+        await sleep(500);
+        const id = uniqueId('oom');
+        const r = await c.ctr([...run, '--memory-limit', String(32 << 20), image, id, 'sh', '-c', 'x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done']);
+        expect(r.code).toBe(137);
+        await sleep(1000);
+        const topics = buf.split('\n').filter((l) => l.includes(id)).map((l) => /\s(\/tasks\/[a-z-]+)\s/.exec(l)?.[1]).filter(Boolean);
+        expect(topics).toContain('/tasks/oom');
+        expect(topics.indexOf('/tasks/oom')).toBeLessThan(topics.indexOf('/tasks/exit'));
+        await expectClean([id]);
+      } finally {
+        ev.kill('SIGKILL');
+      }
+    }, 120_000);
+
     test('ctr run -t (terminal)', async () => {
       const id = uniqueId('tty');
       // ctr needs a terminal on its own stdin for -t; script(1) provides one.
