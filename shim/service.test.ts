@@ -294,4 +294,18 @@ describe('task service', () => {
     await new Promise((r) => setImmediate(r));
     expect(isIdle()).toBe(true);
   });
+  it('Update sends the resources to the guest; Connect reports the shim and VMM pids; CloseIO on an unknown exec is NOT_FOUND', async () => {
+    const { call } = setup();
+    await call('Create', { id: 'u', bundle: bundle('u') });
+    await call('Start', { id: 'u' });
+    const resources = { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from(JSON.stringify({ memory: { limit: 1 << 28 } })) };
+    await call('Update', { id: 'u', resources });
+    expect(calls).toContain('update u');
+    const conn = await call('Connect', { id: 'u' }, v2.ConnectResponse);
+    expect(conn).toMatchObject({ shimPid: process.pid, taskPid: 4242 });
+    await expect(call('CloseIO', { id: 'u', execId: 'nope', stdin: true })).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    await call('Kill', { id: 'u', signal: 9 });
+    await call('Wait', { id: 'u' });
+    await call('Delete', { id: 'u' });
+  });
 });
