@@ -89,7 +89,7 @@ for (const version of ['1.6', '2'] as const) {
         for (const [sig, code] of [['SIGTERM', 143], ['SIGKILL', 137]] as const) {
           const execId = `x${code}`;
           const p = c.ctr(['task', 'exec', '--exec-id', execId, id, 'sleep', '100']);
-          await sleep(1500);
+          await sleep(3000);
           const k = await c.ctr(['task', 'kill', '--exec-id', execId, '-s', sig, id]);
           expect(k.code, k.stderr).toBe(0);
           expect((await p).code).toBe(code);
