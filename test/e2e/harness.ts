@@ -209,10 +209,48 @@ export class Containerd {
         await gone;
       }
     }
+    await this.reapShims();
     // containerd leaves overlay snapshots mounted only while containers run; unmount stragglers.
     for (const m of mountsUnder(this.dir).reverse()) await run('umount', ['-l', m]);
     rmSync(this.dir, { recursive: true, force: true });
   }
+
+  /**
+   * A shim outlives containerd by design. After a failed test, any kata-ts shim still serving this
+   * containerd is killed and its own `delete` cleans its sandbox (VM, virtiofsd, mounts), exactly
+   * as containerd does for a shim that died.
+   */
+  private async reapShims(): Promise<void> {
+    for (const shim of processesWith(`-address ${this.address} `)) {
+      if (!shim.argv[0]?.endsWith('containerd-shim-kata-ts-v2')) continue;
+      const flag = (name: string) => shim.argv[shim.argv.indexOf(name) + 1];
+      const id = flag('-id');
+      try {
+        process.kill(shim.pid, 'SIGKILL');
+      } catch {
+        continue;
+      }
+      const bundle = join(this.dir, 'state', 'io.containerd.runtime.v2.task', this.namespace, id);
+      await new Promise((resolve) => execFile(tools.shim,
+        ['-namespace', this.namespace, '-address', this.address, '-publish-binary', binaryFor[this.opts.version], '-id', id, '-bundle', bundle, 'delete'],
+        { cwd: existsSync(bundle) ? bundle : '/', env: this.env, timeout: 30_000 }, resolve));
+    }
+  }
+}
+
+/** Processes whose command line (NULs read as spaces) contains `text`. */
+export function processesWith(text: string): { pid: number; argv: string[] }[] {
+  const found: { pid: number; argv: string[] }[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let raw = '';
+    try {
+      raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (`${raw.replace(/\0/g, ' ')} `.includes(text)) found.push({ pid: Number(pid), argv: raw.split('\0').filter(Boolean) });
+  }
+  return found;
 }
 
 function run(cmd: string, args: string[]): Promise<number> {
