@@ -127,7 +127,8 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
   it('methods it does not implement answer UNIMPLEMENTED "<name> method"', async () => {
     const e = await fails(client.call('grpc.AgentService', 'CopyFile', new Uint8Array()));
     expect(e).toMatchObject({ code: Code.UNIMPLEMENTED, message: 'CopyFile method' });
-    expect((await fails(client.call('grpc.AgentService', 'NoSuchThing', new Uint8Array()))).code).toBe(Code.UNIMPLEMENTED);
+    expect(await fails(client.call('grpc.AgentService', 'NoSuchThing', new Uint8Array()))).toMatchObject({ code: Code.UNIMPLEMENTED, message: 'NoSuchThing method' });
+    expect(await fails(client.call('grpc.Health', 'Watch', new Uint8Array()))).toMatchObject({ code: Code.UNIMPLEMENTED, message: 'Watch method' });
   });
 
   it('an unknown service is INVALID_ARGUMENT "<name> service does not exist" (ttrpc-rust), and the connection stays', async () => {

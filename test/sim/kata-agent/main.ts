@@ -52,11 +52,12 @@ async function main(): Promise<void> {
     rmSync(join(view.vsockDir, String(port)), { force: true });
   };
   const agent = new Agent(view, log, () => { stopListening(); ttrpc.close(); });
-  ttrpc.register('grpc.Health', agent.health());
+  const health = agent.health();
+  ttrpc.register('grpc.Health', health);
   const methods = traced(agent.service(), log);
   for (const m of unimplemented) methods[m] = () => { throw new StatusError(Code.UNIMPLEMENTED, `${m} method`); };
   ttrpc.register('grpc.AgentService', methods);
-  const services = new Set(['grpc.Health', 'grpc.AgentService']);
+  const services = new Map([['grpc.Health', new Set(Object.keys(health))], ['grpc.AgentService', new Set(Object.keys(methods))]]);
 
   const end = async (why: string) => {
     if (ending) return;

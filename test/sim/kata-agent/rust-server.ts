@@ -1,7 +1,8 @@
 // What ttrpc-rust 0.8 (the kata-agent's server) does differently from a Go server, put in front
 // of our ttrpc-ts Server: a request for a service that is not registered is answered with
-// INVALID_ARGUMENT "<service> service does not exist" (Go answers UNIMPLEMENTED "service <name>").
-// Frames are parsed just enough to read Request.service; everything else passes through.
+// INVALID_ARGUMENT "<service> service does not exist", an unknown method of a known service with
+// UNIMPLEMENTED "<method> method" (Go: UNIMPLEMENTED "service <name>" / "method <name>").
+// Frames are parsed just enough to read Request.service/method; everything else passes through.
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 
@@ -9,6 +10,7 @@ const HEADER = 10;
 const TYPE_REQUEST = 1;
 const TYPE_RESPONSE = 2;
 const INVALID_ARGUMENT = 3;
+const UNIMPLEMENTED = 12;
 
 function varint(n: number): number[] {
   const out: number[] = [];
@@ -21,8 +23,10 @@ function field(tag: number, bytes: Buffer): Buffer {
   return Buffer.concat([Buffer.from([tag, ...varint(bytes.length)]), bytes]);
 }
 
-/** Request.service (field 1) of an encoded ttrpc Request, or undefined if it cannot tell. */
-export function requestService(b: Buffer): string | undefined {
+/** Request.service (field 1) and .method (field 2) of an encoded ttrpc Request, or undefined if it cannot tell. */
+export function requestTarget(b: Buffer): { service: string; method: string } | undefined {
+  let service: string | undefined;
+  let method = '';
   let i = 0;
   while (i < b.length) {
     const key = b[i++];
@@ -32,10 +36,11 @@ export function requestService(b: Buffer): string | undefined {
     if (wire === 0) { while (i < b.length && b[i++] & 0x80); continue; }
     if (wire !== 2) return undefined;
     for (;;) { const x = b[i++]; len |= (x & 0x7f) << shift; shift += 7; if (!(x & 0x80)) break; }
-    if (key >> 3 === 1) return b.subarray(i, i + len).toString('utf8');
+    if (key >> 3 === 1) service = b.subarray(i, i + len).toString('utf8');
+    if (key >> 3 === 2) method = b.subarray(i, i + len).toString('utf8');
     i += len;
   }
-  return undefined;
+  return service === undefined ? undefined : { service, method };
 }
 
 /** An encoded ttrpc Response carrying only a status. */
@@ -44,8 +49,8 @@ export function statusResponse(code: number, message: string): Buffer {
   return field(0x0a, status);
 }
 
-/** Wraps the guest end of a vsock connection; `known` are the registered service names. */
-export function rustServerQuirks(sock: Socket, known: Set<string>): Duplex {
+/** Wraps the guest end of a vsock connection; `known`: registered service → method names. */
+export function rustServerQuirks(sock: Socket, known: Map<string, Set<string>>): Duplex {
   let buf: Buffer = Buffer.alloc(0);
   const d = new Duplex({
     read() { sock.resume(); },
@@ -61,9 +66,11 @@ export function rustServerQuirks(sock: Socket, known: Set<string>): Duplex {
       const frame = buf.subarray(0, HEADER + len);
       buf = buf.subarray(HEADER + len);
       if (frame[8] === TYPE_REQUEST) {
-        const service = requestService(frame.subarray(HEADER));
-        if (service !== undefined && !known.has(service)) {
-          const body = statusResponse(INVALID_ARGUMENT, `${service} service does not exist`);
+        const target = requestTarget(frame.subarray(HEADER));
+        const methods = target && known.get(target.service);
+        if (target && (!methods || !methods.has(target.method))) {
+          const body = methods ? statusResponse(UNIMPLEMENTED, `${target.method} method`)
+            : statusResponse(INVALID_ARGUMENT, `${target.service} service does not exist`);
           const hdr = Buffer.alloc(HEADER);
           hdr.writeUInt32BE(body.length, 0);
           hdr.writeUInt32BE(frame.readUInt32BE(4), 4);

@@ -32,16 +32,38 @@ function convert(v: unknown): unknown {
   return v;
 }
 
-/** OCI JSON of a decoded grpc.Spec; zero values are absent, as the agent's conversion leaves them. */
+/** proto3 drops zeros; OCI fields that are plain (non-pointer) numbers must still be there. */
+function fillZeros(o: Record<string, any> | undefined, keys: string[]): void {
+  if (o) for (const k of keys) o[k] ??= 0;
+}
+
+function fixProcess(p: Record<string, any> | undefined): void {
+  if (!p) return;
+  p.user ??= {};
+  fillZeros(p.user, ['uid', 'gid']);
+  fillZeros(p.consoleSize, ['height', 'width']);
+  for (const r of p.rlimits ?? []) fillZeros(r, ['hard', 'soft']);
+}
+
+/** OCI JSON of a decoded grpc.Spec. Zero values of optional (pointer) OCI fields stay absent,
+ *  e.g. resources: `memory.limit: 0` would mean a 0-byte limit, not "no limit". */
 export function ociFromGrpc(spec: grpc.ISpec): Record<string, any> {
   const obj = grpc.Spec.toObject(grpc.Spec.fromObject(spec), { longs: Number, enums: String, defaults: false, arrays: false, objects: false });
-  return convert(obj) as Record<string, any>;
+  const oci = convert(obj) as Record<string, any>;
+  fixProcess(oci.process);
+  const l = oci.linux;
+  for (const m of [...(l?.uidMappings ?? []), ...(l?.gidMappings ?? [])]) fillZeros(m, ['hostID', 'containerID', 'size']);
+  for (const d of l?.devices ?? []) if (d.type !== 'p') fillZeros(d, ['major', 'minor']);
+  for (const sc of l?.seccomp?.syscalls ?? []) for (const a of sc.args ?? []) fillZeros(a, ['index', 'value']);
+  return oci;
 }
 
 /** OCI JSON of a grpc.Process (ExecProcessRequest.process). */
 export function ociProcessFromGrpc(p: grpc.IProcess): Record<string, any> {
   const obj = grpc.Process.toObject(grpc.Process.fromObject(p), { longs: Number, enums: String, defaults: false, arrays: false, objects: false });
-  return convert(obj) as Record<string, any>;
+  const oci = convert(obj) as Record<string, any>;
+  fixProcess(oci);
+  return oci;
 }
 
 /** OCI JSON `linux.resources` of a grpc.LinuxResources (UpdateContainer). */
