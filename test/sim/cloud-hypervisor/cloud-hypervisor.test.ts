@@ -211,6 +211,23 @@ describe.skipIf(!!skip)('cloud-hypervisor simulator executable', () => {
     expect((await c.v.exited).code).toBe(3);
   });
 
+  it('--api-socket fd=N and --event-monitor fd=N use inherited descriptors', async () => {
+    const sock = join(dir, `fd${n++}.sock`);
+    const ev = join(dir, `fdev${n}`);
+    // An inherited listening socket on fd 3 and an event file on fd 4, as a launcher would pass them.
+    const py = `import os,socket,sys
+s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8); os.dup2(s.fileno(),3); os.set_inheritable(3,True)
+f=os.open(sys.argv[2],os.O_WRONLY|os.O_CREAT,0o600); os.dup2(f,4); os.set_inheritable(4,True)
+os.execv(sys.argv[3],[sys.argv[3],'--api-socket','fd=3','--event-monitor','fd=4'])`;
+    const v = start('/usr/bin/python3', ['-c', py, sock, ev, tools.simCloudHypervisor], { TMPDIR: guestTmp });
+    vmms.push(v);
+    await waitFor('the VMM to answer on the inherited socket', () => existsSync(ev) && readFileSync(ev, 'utf8').includes('starting'));
+    expect((await api(sock, 'GET', 'vmm.ping')).status).toBe(200);
+    await api(sock, 'PUT', 'vmm.shutdown');
+    expect((await v.exited).code).toBe(0);
+    expect(readFileSync(ev, 'utf8')).toMatch(/"event": "shutdown"/);
+  });
+
   it('command line: unknown flag, existing API socket, no OpenAPI document', async () => {
     const u = start(tools.simCloudHypervisor, ['--frobnicate']);
     expect((await u.exited).code).toBe(2);
