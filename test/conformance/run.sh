@@ -173,7 +173,7 @@ ln -s "$here/dist/containerd-shim-kata-ts-v2" "$tmp/bin/containerd-shim-kata-ts-
 run_env=(env "$marker" TMPDIR="$tmp/tmp" KATA_CONF_FILE="$tmp/kata/configuration-clh.toml" PATH="$tmp/bin:$PATH")
 
 # --- the runs -----------------------------------------------------------------------------
-testrun() { # testrun <runtime> -> $tmp/<runtime>.log
+testrun() { # testrun <runtime> -> $logs/<runtime>.log
   local rt=$1 filter=${CONFORMANCE_RUN:-}
   if [ "$rt" = kata-ts ] && [ -z "$filter" ]; then
     # Go 1.19 has no -test.skip: run every test but those SKIPS.md lists.
@@ -188,7 +188,9 @@ testrun() { # testrun <runtime> -> $tmp/<runtime>.log
       > "$logs/$rt.log" 2>&1) || true
   local s=$(( $(date +%s) - t0 ))
   say "io.containerd.$rt.v2 run took $((s / 60)) min $((s % 60)) s"
-  # Anything the run left running is a finding, then removed, so the next run starts clean.
+  # Anything the run left running is reported, then removed, so the next run starts clean. A
+  # failed test often leaves its task (it never reaches its Delete): that is not a second
+  # failure; something still there after the cleanup is (checked at the end).
   local left; left=$(ours | grep -vx "$registry_pid" || true)
   if [ -n "$left" ]; then
     echo "conformance: LEFTOVER after the $rt run: $(for p in $left; do tr '\0' ' ' < /proc/$p/cmdline 2>/dev/null | cut -c1-150; echo; done)" | tee -a "$logs/$rt.log" >&2
@@ -223,7 +225,7 @@ shim_delete() {
   local -; set +e
   local p argv i ns id addr bundle
   for p in $(ours | grep -vx "${registry_pid:-none}"); do
-    mapfile -d '' argv < "/proc/$p/cmdline" 2>/dev/null || continue
+    { mapfile -d '' argv < "/proc/$p/cmdline"; } 2>/dev/null || continue
     case ${argv[0]:-} in *containerd-shim-*) ;; *) continue ;; esac
     ns= id= addr=
     for ((i = 1; i < ${#argv[@]} - 1; i++)); do
@@ -252,7 +254,7 @@ kill_ours() {
   for p in $pids; do
     ns= id= addr=
     local argv=() i
-    mapfile -d '' argv < "/proc/$p/cmdline" 2>/dev/null || continue
+    { mapfile -d '' argv < "/proc/$p/cmdline"; } 2>/dev/null || continue
     for ((i = 1; i < ${#argv[@]} - 1; i++)); do
       case ${argv[i]} in -namespace) ns=${argv[i+1]} ;; -id) id=${argv[i+1]} ;; -address) addr=${argv[i+1]} ;; esac
     done
@@ -274,7 +276,7 @@ kill_ours() {
   done
   return 0
 }
-rm -f "$logs/runc.log" "$logs/kata-ts.log" "$logs/table.txt"
+rm -f "$logs/runc.log" "$logs/kata-ts.log" "$logs/table.txt" "$logs/shim-delete.log"
 for rt in $runtimes; do testrun "$rt"; done
 
 status=0
