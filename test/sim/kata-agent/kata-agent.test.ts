@@ -191,11 +191,26 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
 
   it('terminal processes: a pty, output through ReadStdout, TtyWinResize reaches the container', async () => {
     await createStart('c3', ['sh', '-c', 'tty; stty size; sleep 1; stty size'], true);
+    let out = '';
+    // Resize only once the first size was printed (sleep 1 follows it).
+    while (!out.includes('25 80')) {
+      const r = await call('ReadStdout', { containerId: 'c3', execId: 'c3', len: 32768 }, grpc.ReadStreamRequest, grpc.ReadStreamResponse);
+      expect(r.data.length).toBeGreaterThan(0);
+      out += Buffer.from(r.data).toString();
+    }
     await call('TtyWinResize', { containerId: 'c3', execId: 'c3', row: 40, column: 120 }, grpc.TtyWinResizeRequest);
-    const out = (await readAll('c3', 'c3', 'ReadStdout')).replace(/\r/g, '');
+    out = (out + await readAll('c3', 'c3', 'ReadStdout')).replace(/\r/g, '');
     expect(out).toMatch(/^\/dev\/pts\/\d+\n25 80\n40 120\n$/);
     expect(await wait('c3', 'c3')).toBe(0);
     await call('RemoveContainer', { containerId: 'c3' }, grpc.RemoveContainerRequest);
+    await createStart('c3b', ['sleep', '1000']);
+    await call('ExecProcess', { containerId: 'c3b', execId: 't1', process: { Terminal: true, ConsoleSize: { Height: 30, Width: 100 }, Args: ['sh', '-c', 'tty; stty size; read x; echo got $x; exit 4'], Env: ['PATH=/bin'], Cwd: '/' } }, grpc.ExecProcessRequest);
+    const execOut = readAll('c3b', 't1', 'ReadStdout');
+    await call('WriteStdin', { containerId: 'c3b', execId: 't1', data: Buffer.from('typed\n') }, grpc.WriteStreamRequest, grpc.WriteStreamResponse);
+    expect(await wait('c3b', 't1')).toBe(4);
+    // The pty echoes what was typed, as a terminal does.
+    expect((await execOut).replace(/\r/g, '')).toMatch(/^\/dev\/pts\/\d+\n30 100\n(typed\n)?got typed\n$/);
+    await call('RemoveContainer', { containerId: 'c3b' }, grpc.RemoveContainerRequest);
   });
 
   it('reports a real OOM kill (memory cgroup limit) through GetOOMEvent', async () => {
