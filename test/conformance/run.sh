@@ -290,6 +290,7 @@ after=$(snapshot)
 new=$(comm -13 <(echo "$before") <(echo "$after") | grep '^Test' || true)
 [ -z "$new" ] || { echo "conformance: LEFTOVER sandbox dirs/sockets named after tests: $new" >&2; status=1; }
 [ ! -e "$tmp" ] || { echo "conformance: LEFTOVER $tmp" >&2; status=1; }
+[ -z "$(ours)" ] || { echo "conformance: LEFTOVER processes: $(ours | paste -sd' ')" >&2; status=1; }
 if (exec 3<>/dev/tcp/127.0.0.1/80) 2>/dev/null; then echo "conformance: LEFTOVER: 127.0.0.1:80 still answers" >&2; status=1; fi
 say "logs: $logs/{runc,kata-ts}.log, table: $logs/table.txt"
 exit $status
