@@ -57,6 +57,8 @@ export function dialVsock(socketPath: string, port: number, extra = ''): Promise
       if (nl < 0) return;
       s.off('data', onData);
       s.off('close', onClose);
+      // Paused so that nothing is lost before the caller attaches its reader.
+      s.pause();
       resolve({ ok: buf.slice(0, nl), socket: s, rest: buf.slice(nl + 1) });
     };
     const onClose = () => (buf ? reject(new Error(`closed after ${JSON.stringify(buf)}`)) : resolve('eof'));
@@ -66,24 +68,28 @@ export function dialVsock(socketPath: string, port: number, extra = ''): Promise
   });
 }
 
-export function readLine(s: Socket, already = ''): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buf = already;
-    const check = () => {
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return false;
-      s.off('data', onData);
-      s.off('close', onClose);
-      if (buf.length > nl + 1) s.unshift(Buffer.from(buf.slice(nl + 1), 'latin1'));
-      resolve(buf.slice(0, nl));
-      return true;
-    };
-    const onData = (d: Buffer) => { buf += d.toString('latin1'); check(); };
-    const onClose = () => reject(new Error(`closed before a line: ${JSON.stringify(buf)}`));
-    if (check()) return;
-    s.on('data', onData);
-    s.on('close', onClose);
-  });
+/** Reads lines from a socket, keeping what follows a line for the next call. */
+export function lineReader(s: Socket, initial = ''): { next(): Promise<string> } {
+  let buf = initial;
+  let closed = false;
+  let wake: (() => void) | undefined;
+  s.on('data', (d: Buffer) => { buf += d.toString('latin1'); wake?.(); });
+  s.on('close', () => { closed = true; wake?.(); });
+  s.resume();
+  return {
+    async next() {
+      for (;;) {
+        const nl = buf.indexOf('\n');
+        if (nl >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          return line;
+        }
+        if (closed) throw new Error(`closed before a line: ${JSON.stringify(buf)}`);
+        await new Promise<void>((r) => { wake = r; });
+      }
+    },
+  };
 }
 
 export function alive(pid: number): boolean {

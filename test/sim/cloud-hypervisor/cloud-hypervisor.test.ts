@@ -4,9 +4,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { missing, tools } from '../../env.js';
-import { alive, api, childrenOf, dialVsock, dialVsockRetry, readLine, simLeftovers, start, waitFor, type Started } from '../testkit.js';
+import { alive, api, childrenOf, dialVsock, dialVsockRetry, lineReader, simLeftovers, start, waitFor, type Started } from '../testkit.js';
 
 const skip = missing(tools.simCloudHypervisor, tools.virtiofsd);
 if (skip) console.warn(`skipping cloud-hypervisor simulator tests: ${skip} (npm run build)`);
@@ -40,6 +40,8 @@ async function vmm(env: NodeJS.ProcessEnv = {}, extra: string[] = []): Promise<{
   const sock = join(vmDir, 'clh-api.sock');
   const v = start(tools.simCloudHypervisor, ['--api-socket', sock, '-vv', ...extra], { CH_SIM_AGENT: echoGuest, TMPDIR: guestTmp, ...env });
   vmms.push(v);
+  // The VMM's log (-vv) tells what it was doing when a test fails.
+  onTestFailed(() => console.log(`cloud-hypervisor simulator log:\n${v.stderr()}`));
   await waitFor(`${sock}`, () => existsSync(sock) || v.child.exitCode !== null);
   return { v, sock, vmDir };
 }
@@ -121,10 +123,11 @@ describe.skipIf(!!skip)('cloud-hypervisor simulator executable', () => {
     const conn = await dialVsockRetry(cfg.vsock.socket, 1024, 15_000, 'ping\n');
     expect(conn.ok).toMatch(/^OK \d+$/);
     expect(Number(conn.ok.slice(3))).toBeGreaterThanOrEqual(2 ** 30);
-    const view = JSON.parse(await readLine(conn.socket, conn.rest));
+    const lines = lineReader(conn.socket, conn.rest);
+    const view = JSON.parse(await lines.next());
     expect(view).toMatchObject({ cmdline: cfg.payload.cmdline, fs: [{ tag: 'kataShared', hostDir: fs.shared }] });
     // Bytes written right after the CONNECT line reach the guest (it echoes them).
-    expect(await readLine(conn.socket)).toBe('ping');
+    expect(await lines.next()).toBe('ping');
     const second = await dialVsock(cfg.vsock.socket, 1024);
     expect(second).not.toBe('eof');
     if (second !== 'eof') expect(Number(second.ok.slice(3))).toBe(Number(conn.ok.slice(3)) + 1);

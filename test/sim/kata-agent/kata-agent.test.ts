@@ -102,6 +102,7 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
     expect((await api(apiSock, 'PUT', 'vm.boot')).status).toBe(204);
     const conn = await dialVsockRetry(vsock, 1024, 20_000);
     client = new Client(conn.socket);
+    conn.socket.resume();
   }, 60_000);
 
   afterAll(async () => {
@@ -256,6 +257,7 @@ describe.skipIf(!!skip)('kata-agent simulator when its VMM is SIGKILLed', () => 
       await api(sock, 'PUT', 'vm.boot');
       const conn = await dialVsockRetry(join(d, 'clh.sock'), 1024, 20_000);
       const c = new Client(conn.socket);
+      conn.socket.resume();
       const saved = shared;
       shared = sh;
       const prev = client;
