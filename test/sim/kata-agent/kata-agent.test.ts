@@ -214,6 +214,21 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
     await call('RemoveContainer', { containerId: 'c3b' }, grpc.RemoveContainerRequest);
   });
 
+  it('a dropped connection abandons its calls only: containers live on, a new connection sees them', async () => {
+    await createStart('c6', ['sh', '-c', 'read x; echo after $x']);
+    const pending = call('ReadStdout', { containerId: 'c6', execId: 'c6', len: 100 }, grpc.ReadStreamRequest, grpc.ReadStreamResponse).catch((e) => e);
+    await new Promise((r) => setTimeout(r, 100));
+    client.close();
+    expect(await pending).toBeInstanceOf(Error);
+    const conn = await dialVsockRetry(join(dir, 'clh.sock'), 1024);
+    client = new Client(conn.socket);
+    conn.socket.resume();
+    await call('WriteStdin', { containerId: 'c6', execId: 'c6', data: Buffer.from('reconnect\n') }, grpc.WriteStreamRequest, grpc.WriteStreamResponse);
+    expect(await readAll('c6', 'c6', 'ReadStdout')).toBe('after reconnect\n');
+    expect(await wait('c6', 'c6')).toBe(0);
+    await call('RemoveContainer', { containerId: 'c6' }, grpc.RemoveContainerRequest);
+  });
+
   it('reports a real OOM kill (memory cgroup limit) through GetOOMEvent', async () => {
     const oomSpec = spec('c5', ['tail', '/dev/zero']);
     oomSpec.Linux!.Resources = { Memory: { Limit: 16 * 2 ** 20 } };
