@@ -2,16 +2,15 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kataClhTomlIn } from '../test/env.js';
 import { ConfigError, applyAnnotations, findConfigFile, globMatch, loadConfig, mergeKernelParams, pathsUnder } from './index.js';
-import { renderKataTemplate } from './kata-template.js';
+import { renderKataClhConfig } from '../test/kata-config.js';
 
 let root: string;
 let assets: Record<string, string>;
 
 /** Kata's rendered clh config with the asset paths pointing at dummy files under root. */
 function rendered(extra: Record<string, string> = {}): string {
-  return renderKataTemplate(readFileSync(kataClhTomlIn, 'utf8'), {
+  return renderKataClhConfig({
     CLHPATH: assets.clh,
     KERNELPATH_CLH: assets.kernel,
     IMAGEPATH: assets.image,

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kataClhTomlIn, openApiPath } from '../../test/env.js';
+import { openApiPath } from '../../test/env.js';
 import { loadConfig, type KataConfig } from '../../config/index.js';
-import { renderKataTemplate } from '../../config/kata-template.js';
+import { renderKataClhConfig } from '../../test/kata-config.js';
 import { buildVmConfig, kernelCmdline, vcpuCounts } from './vm-config.js';
 
 const GiB = 1024 ** 3;
@@ -30,7 +30,7 @@ function closeObjects(s: unknown): void {
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'kata-ts-vmconfig-'));
   const f = (n: string, exec = false) => { const p = join(root, n); writeFileSync(p, ''); if (exec) chmodSync(p, 0o755); return p; };
-  const text = renderKataTemplate(readFileSync(kataClhTomlIn, 'utf8'), {
+  const text = renderKataClhConfig({
     CLHPATH: f('cloud-hypervisor', true), KERNELPATH_CLH: f('vmlinux'), IMAGEPATH: f('kata.img'), DEFVIRTIOFSDAEMON: f('virtiofsd', true),
   });
   f('initrd.img');
