@@ -231,6 +231,13 @@ export class Agent {
     if (!spec.process?.args?.length) throw internal(`container ${id}: process.args must not be empty`);
     spec.root.path = rootHost;
     spec.mounts = (spec.mounts ?? []).map((m: Record<string, any>) => this.guestMount(m));
+    // What the agent's container creation would trip over before the process ever runs.
+    for (const m of spec.mounts) {
+      if (m.source?.startsWith('/') && (m.type === 'bind' || (m.options ?? []).includes('rbind') || (m.options ?? []).includes('bind')) && !existsSync(m.source)) {
+        throw internal(`container ${id}: mount ${m.destination}: bind source does not exist in the guest: No such file or directory (os error 2)`);
+      }
+    }
+    if (spec.process.cwd && !spec.process.cwd.startsWith('/')) throw internal(`container ${id}: cwd ${spec.process.cwd} must be an absolute path`);
     spec.linux ??= {};
     const ns: { type: string; path?: string }[] = (spec.linux.namespaces ?? []).filter((n: { type: string }) => n.type !== 'network');
     if (this.netns) ns.push({ type: 'network', path: this.netns });

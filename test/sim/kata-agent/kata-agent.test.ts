@@ -152,6 +152,15 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
     const outside = spec('x1', ['true']);
     outside.Root = { Path: '/elsewhere/rootfs' };
     expect((await fails(call('CreateContainer', { containerId: 'x1', OCI: outside }, grpc.CreateContainerRequest))).code).toBe(Code.INTERNAL);
+    const badMount = spec('x3', ['true']);
+    badMount.Mounts!.push({ destination: '/etc/hosts', type: 'bind', source: '/etc/hosts', options: ['rbind', 'ro'] });
+    // A host path the runtime did not share does not exist in the guest.
+    expect(await fails(call('CreateContainer', { containerId: 'x3', OCI: badMount }, grpc.CreateContainerRequest))).toMatchObject({ code: Code.INTERNAL, message: expect.stringContaining('/etc/hosts') });
+    const shared = spec('x4', ['true']);
+    writeFileSync(join(dir, 'shared', 'x4-hosts'), '127.0.0.1 localhost\n');
+    shared.Mounts!.push({ destination: '/etc/hosts', type: 'bind', source: `${guestShared}x4-hosts`, options: ['rbind', 'ro'] });
+    await call('CreateContainer', { containerId: 'x4', execId: 'x4', OCI: shared }, grpc.CreateContainerRequest);
+    await call('RemoveContainer', { containerId: 'x4' }, grpc.RemoveContainerRequest);
     await call('CreateContainer', { containerId: 'x2', execId: 'x2', OCI: spec('x2', ['true']) }, grpc.CreateContainerRequest);
     expect((await fails(wait('x2', 'no-such-exec'))).code).toBe(Code.NOT_FOUND);
     await call('RemoveContainer', { containerId: 'x2' }, grpc.RemoveContainerRequest);
