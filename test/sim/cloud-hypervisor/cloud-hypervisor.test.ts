@@ -182,6 +182,22 @@ describe.skipIf(!!skip)('cloud-hypervisor simulator executable', () => {
     expect(await dialVsock(cfg.vsock.socket, 1024)).toBe('eof');
   });
 
+  it('vm.reboot restarts the guest from scratch; vm.power-button powers it off and the VMM exits', async () => {
+    const { v, sock, vmDir } = await vmm();
+    const cfg = vmConfig(vmDir);
+    await api(sock, 'PUT', 'vm.create', cfg);
+    await api(sock, 'PUT', 'vm.boot');
+    const first = JSON.parse(await lineReader((await dialVsockRetry(cfg.vsock.socket, 1024)).socket).next());
+    expect((await api(sock, 'PUT', 'vm.reboot')).status).toBe(204);
+    const second = JSON.parse(await lineReader((await dialVsockRetry(cfg.vsock.socket, 1024)).socket).next());
+    expect(second.guestDir).not.toBe(first.guestDir);
+    expect(existsSync(first.guestDir)).toBe(false);
+    expect((await api(sock, 'GET', 'vm.info')).json.state).toBe('Running');
+    expect((await api(sock, 'PUT', 'vm.power-button')).status).toBe(204);
+    expect(await v.exited).toEqual({ code: 0, signal: null });
+    expect(existsSync(second.guestDir)).toBe(false);
+  });
+
   it('SIGKILL of the VMM: the guest notices and cleans up', async () => {
     const { v, sock, vmDir } = await vmm();
     await api(sock, 'PUT', 'vm.create', vmConfig(vmDir));
