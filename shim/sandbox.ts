@@ -75,6 +75,11 @@ export class Sandbox {
     return this.hv?.pids()[0] ?? process.pid;
   }
 
+  /** Aborts a start() in progress (the caller gave up); start() then cleans up and rejects. */
+  cancel(reason: Error): void {
+    if (this.st === 'starting') this.abort.abort(reason);
+  }
+
   /** Called once if the VM or the agent connection dies on its own. */
   onDied(cb: (why: string) => void): void { this.diedCbs.push(cb); }
 
@@ -139,13 +144,15 @@ export class Sandbox {
         kernelModules: kernelModules(cfg.agent.kernel_modules as string[] | undefined),
       });
       await agent.getGuestDetails();
+      if (signal.aborted) throw signal.reason;
       if (this.st !== 'starting') throw this.failure ?? new VmDiedError(`sandbox ${this.id} stopped while starting`);
       this.st = 'ready';
       log.info('sandbox ready', { sandbox: this.id, ms: Date.now() - t0, vmm_pid: hv.pids()[0] });
       this.settleReady();
       void this.oomLoop(agent);
     } catch (err) {
-      const e = err instanceof VmDiedError || err instanceof VmNotReadyError ? err : new VmNotReadyError(`cannot start sandbox ${this.id}`, { cause: err });
+      const e = err instanceof Error && (err instanceof VmDiedError || err instanceof VmNotReadyError || err === signal.reason)
+        ? err : new VmNotReadyError(`cannot start sandbox ${this.id}`, { cause: err });
       this.failure = e;
       this.st = 'failed';
       log.error('sandbox start failed', { sandbox: this.id, error: describe(e) });

@@ -308,4 +308,18 @@ describe('task service', () => {
     await call('Wait', { id: 'u' });
     await call('Delete', { id: 'u' });
   });
+  it('Create whose caller gave up (deadline) undoes the half-made sandbox', async () => {
+    const { svc } = setup();
+    const parts = (svc as any).o.parts;
+    const dial = parts.dialAgent;
+    parts.dialAgent = async (o: any) => { await new Promise((r) => setTimeout(r, 100)); return dial(o); };
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new StatusError(Code.DEADLINE_EXCEEDED, 'context deadline exceeded')), 20);
+    const req = v2.CreateTaskRequest.create({ id: 'slow', bundle: bundle('slow') });
+    await expect(svc.create(req, ac.signal)).rejects.toMatchObject({ code: Code.DEADLINE_EXCEEDED });
+    expect(calls).toContain('vm.stop');
+    expect(calls.at(-1)).toBe('fs.teardown slow');
+    expect(svc.sandbox).toBeUndefined();
+    expect(svc.containers.size).toBe(0);
+  });
 });

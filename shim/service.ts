@@ -97,7 +97,8 @@ export class TaskService {
 
   // ---- lifecycle ----
 
-  async create(req: containerd.task.v2.CreateTaskRequest): Promise<containerd.task.v2.CreateTaskResponse.$Properties> {
+  /** `signal`: the call's deadline or connection; when it aborts, the half-made task is undone. */
+  async create(req: containerd.task.v2.CreateTaskRequest, signal?: AbortSignal): Promise<containerd.task.v2.CreateTaskResponse.$Properties> {
     const id = this.taskId(req.id);
     if (this.containers.has(id) || this.creating.has(id)) throw new AlreadyExistsError(`task ${id} already exists`);
     if (req.checkpoint) throw new UnimplementedError('kata-ts cannot restore checkpoints');
@@ -112,6 +113,9 @@ export class TaskService {
     const kind = containerKind(id, spec.annotations);
     const log = this.log.child({ container: id });
     this.creating.add(id);
+    const gaveUp = () => { if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('Create cancelled'); };
+    const onAbort = () => { if (ownSandbox) sb?.cancel(signal!.reason instanceof Error ? signal!.reason : new Error('Create cancelled')); };
+    signal?.addEventListener('abort', onAbort, { once: true });
     let sb = this.sandbox;
     let ownSandbox = false;
     let io: ProcessIO | undefined;
@@ -131,6 +135,7 @@ export class TaskService {
         const opts = req.options ? { typeUrl: req.options.type_url ?? '', value: req.options.value ?? new Uint8Array() } : undefined;
         await sb.start({ spec, configPath: runtimeOptionsConfigPath(opts) });
       }
+      gaveUp();
       const agent = this.agent();
       const cfg = sb.config!;
       const rootfs = (req.rootfs ?? []).map((m) => ({ type: m.type ?? '', source: m.source ?? '', target: m.target || undefined, options: m.options ?? [] }));
@@ -138,9 +143,11 @@ export class TaskService {
       shared = true;
       const g = toGuestSpec(spec, { containerId: id, guestRootfs, disableGuestSeccomp: cfg.runtime.disable_guest_seccomp !== false });
       io = await openProcessIO(stdioSpec, { containerId: id, namespace: this.o.namespace, log });
+      gaveUp();
       const timeoutSec = Number(cfg.runtime.create_container_timeout) || 60;
       await agent.createContainer({ containerId: id, execId: id, OCI: g.spec, sandboxPidns: g.sandboxPidns, storages: [] }, timeoutSec * 1000);
       inGuest = true;
+      gaveUp();
       const init = new Proc(id, '' as ExecId, stdio);
       init.io = io;
       init.pid = this.pid;
@@ -164,6 +171,7 @@ export class TaskService {
       }
       throw err;
     } finally {
+      signal?.removeEventListener('abort', onAbort);
       this.creating.delete(id);
     }
   }

@@ -17,7 +17,7 @@ interface Row<Req, Res> {
   request: { decode(b: Uint8Array): Req };
   /** undefined: the RPC answers google.protobuf.Empty. */
   response?: { encode(m: Res): { finish(): Uint8Array } };
-  handle(s: TaskService, req: Req): Promise<Res | void>;
+  handle(s: TaskService, req: Req, ctx: CallContext): Promise<Res | void>;
 }
 
 function row<Req, Res>(request: Row<Req, Res>['request'], response: Row<Req, Res>['response'], handle: Row<Req, Res>['handle']): Row<Req, Res> {
@@ -28,7 +28,7 @@ const EMPTY = undefined;
 
 export const TASK_TABLE = {
   State: row(v2.StateRequest, v2.StateResponse, (s, r) => s.state(r)),
-  Create: row(v2.CreateTaskRequest, v2.CreateTaskResponse, (s, r) => s.create(r)),
+  Create: row(v2.CreateTaskRequest, v2.CreateTaskResponse, (s, r, ctx) => s.create(r, ctx.signal)),
   Start: row(v2.StartRequest, v2.StartResponse, (s, r) => s.start(r)),
   Delete: row(v2.DeleteRequest, v2.DeleteResponse, (s, r) => s.delete(r)),
   Pids: row(v2.PidsRequest, v2.PidsResponse, (s, r) => s.pids(r)),
@@ -63,7 +63,7 @@ export function taskHandlers(svc: TaskService, log: Logger): Record<TaskMethod, 
       log.debug('task call', { method: name, service: ctx.service, req: summarize(req) });
       try {
         if (!NO_READY_WAIT.has(name)) await svc.ready();
-        const res = await r.handle(svc, req);
+        const res = await r.handle(svc, req, ctx);
         return r.response ? r.response.encode((res ?? {}) as never).finish() : new Uint8Array();
       } catch (err) {
         const st = toStatus(err);
