@@ -5,7 +5,8 @@
 # - image references -> 127.0.0.1/<repo> (the registry run.sh starts on 127.0.0.1:80);
 #   the two schema-1 images pinned by digest stay as they are: no local image can have
 #   those digests, so those tests fail in every run here (see SKIPS.md);
-# - the daemon's fixed root, state and socket -> $CONFORMANCE_DIR/{root,state} when set.
+# - the daemon's fixed root, state and socket -> $CONFORMANCE_DIR/{root,state} when set;
+#   runc's fixed /tmp/runc-test -> $TMPDIR/runc-test.
 # run.sh keys its build cache on this file's hash: any change here rebuilds the suite.
 set -euo pipefail
 src=${1:?usage: prepare-source.sh <containerd source dir>}
@@ -39,6 +40,11 @@ func conformancePath(name, fixed string) string {
 	return fixed
 }
 EOF
+
+# TestKillContainerDeletedByRunc keeps runc's state in a fixed /tmp/runc-test: below TMPDIR
+# instead, which run.sh points into its temp folder.
+sed -i 's#runcRoot    = "/tmp/runc-test"#runcRoot    = path.Join(os.TempDir(), "runc-test")#' "$dir/container_test.go"
+grep -q 'path.Join(os.TempDir(), "runc-test")' "$dir/container_test.go" || { echo "prepare-source: runcRoot not rewritten in container_test.go" >&2; exit 1; }
 
 # Every edit must have landed: a silent no-op would send the suite to the internet.
 left=$(grep -nE '"(ghcr\.io|k8s\.gcr\.io/pause|registry\.k8s\.io/e2e|mcr\.microsoft\.com)' "$dir"/*_test.go | grep -v _windows_test.go || true)
