@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Containerd, image, runtimeType, settleLeftovers, uniqueId } from './harness.js';
 import { missing, tools } from '../env.js';
+import { containerdVersion } from '../../shim/start.js';
 
 const run = ['run', '--rm', '--runtime', runtimeType];
 
@@ -42,6 +43,18 @@ for (const version of ['1.6', '2'] as const) {
       const id = uniqueId('t1');
       const r = await c.ctr([...run, image, id, 'sh', '-c', 'echo out; echo err >&2; exit 7']);
       expect(r, c.logTail(60)).toMatchObject({ code: 7, stdout: 'out\n', stderr: 'err\n' });
+      await expectClean([id]);
+    });
+
+    test('start answers in the newest form this containerd supports (task API v3 only on 2.x)', async () => {
+      const v = await containerdVersion(c.address, 5000);
+      expect(v).toMatch(version === '2' ? /^v?2\./ : /^v?1\.6\./);
+      const id = uniqueId('api');
+      expect((await c.ctr([...run, image, id, 'true'])).code).toBe(0);
+      const calls = c.logTail(3000).split('\n').filter((l) => l.includes(`sandbox=${id}`) && l.includes('msg="task call"'));
+      expect(calls.length).toBeGreaterThan(0);
+      const want = version === '2' ? 'service=containerd.task.v3.Task' : 'service=containerd.task.v2.Task';
+      expect(calls.every((l) => l.includes(want))).toBe(true);
       await expectClean([id]);
     });
 
