@@ -187,9 +187,10 @@ describe.skipIf(!!skip)('cloud-hypervisor simulator executable', () => {
     const cfg = vmConfig(vmDir);
     await api(sock, 'PUT', 'vm.create', cfg);
     await api(sock, 'PUT', 'vm.boot');
-    const first = JSON.parse(await lineReader((await dialVsockRetry(cfg.vsock.socket, 1024)).socket).next());
+    const greeting = async () => { const c = await dialVsockRetry(cfg.vsock.socket, 1024); return JSON.parse(await lineReader(c.socket, c.rest).next()); };
+    const first = await greeting();
     expect((await api(sock, 'PUT', 'vm.reboot')).status).toBe(204);
-    const second = JSON.parse(await lineReader((await dialVsockRetry(cfg.vsock.socket, 1024)).socket).next());
+    const second = await greeting();
     expect(second.guestDir).not.toBe(first.guestDir);
     expect(existsSync(first.guestDir)).toBe(false);
     expect((await api(sock, 'GET', 'vm.info')).json.state).toBe('Running');
