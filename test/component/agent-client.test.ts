@@ -278,3 +278,41 @@ describe.skipIf(!!skip)('agent-client over the simulators', () => {
     await expect(agent.check()).rejects.toBeInstanceOf(AgentClosedError);
   });
 });
+
+describe.skipIf(!!skip)('agent-client: a guest whose agent never listens', () => {
+  it('dialAgent gives up after dial_timeout with AgentDialError naming the console log', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'agent-client-dead-'));
+    const tmp = join(d, 'tmp');
+    mkdirSync(tmp);
+    const apiPath = join(d, 'clh-api.sock');
+    const console_ = join(d, 'console.log');
+    const v = start(tools.simCloudHypervisor, ['--api-socket', apiPath], { CH_SIM_GUEST_NEVER_LISTENS: '1', CH_SIM_GUEST_CONSOLE: console_, TMPDIR: tmp });
+    try {
+      await waitFor('API socket', () => existsSync(apiPath));
+      const kernel = join(d, 'vmlinux');
+      writeFileSync(kernel, '');
+      const sock = join(d, 'clh.sock');
+      expect((await api(apiPath, 'PUT', 'vm.create', {
+        payload: { kernel, cmdline: 'panic=1' }, memory: { size: 2 ** 30 }, cpus: { boot_vcpus: 1, max_vcpus: 1 },
+        vsock: { cid: 3, socket: sock }, serial: { mode: 'Off' }, console: { mode: 'Off' },
+      })).status).toBe(204);
+      expect((await api(apiPath, 'PUT', 'vm.boot')).status).toBe(204);
+      const t0 = Date.now();
+      const err = await dialAgent({ socketPath: sock, port: 1024, timeoutMs: 1500, consoleHint: console_ }).catch((e) => e);
+      const took = Date.now() - t0;
+      expect(err).toBeInstanceOf(Error);
+      expect(err.code).toBe('AGENT_DIAL');
+      expect(err.message).toContain(`hvsock://${sock}:1024`);
+      expect(err.message).toContain(console_);
+      expect(took).toBeGreaterThanOrEqual(1300);
+      expect(took).toBeLessThan(5000);
+    } finally {
+      await api(apiPath, 'PUT', 'vmm.shutdown').catch(() => {});
+      await Promise.race([v.exited, new Promise((r) => setTimeout(r, 15_000))]);
+      if (v.child.exitCode === null && v.child.signalCode === null) v.child.kill('SIGKILL');
+      await waitFor('guest cleanup', () => readdirSync(tmp).length === 0, 10_000).catch(() => {});
+      expect(readdirSync(tmp)).toEqual([]);
+      rmSync(d, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
