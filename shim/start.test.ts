@@ -77,3 +77,36 @@ describe('start', () => {
     await expect(createListener(join(dir, 'x'.repeat(120)))).rejects.toThrow(/longer than 106 bytes/);
   });
 });
+
+describe('containerd version probe', () => {
+  it('one gRPC Version call over h2c, then remembered for this containerd', async () => {
+    const http2 = await import('node:http2');
+    const { PbWriter } = await import('./pbwire.js');
+    const { cachedContainerdVersion, containerdVersion } = await import('./start.js');
+    let calls = 0;
+    const srv = http2.createServer();
+    srv.on('stream', (stream, headers) => {
+      calls++;
+      expect(headers[':path']).toBe('/containerd.services.version.v1.Version/Version');
+      const msg = new PbWriter().string(1, 'v2.1.9').string(2, 'abc').finish();
+      const frame = Buffer.alloc(5 + msg.length);
+      frame.writeUInt32BE(msg.length, 1);
+      Buffer.from(msg).copy(frame, 5);
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(frame);
+    });
+    const sock = join(dir, 'c.sock');
+    await new Promise<void>((r) => srv.listen(sock, () => r()));
+    try {
+      expect(await containerdVersion(sock, 2000)).toBe('v2.1.9');
+      const cache = join(dir, 'cache');
+      expect(await cachedContainerdVersion(sock, cache)).toBe('v2.1.9');
+      expect(await cachedContainerdVersion(sock, cache)).toBe('v2.1.9');
+      expect(calls).toBe(2);
+      expect(await containerdVersion(join(dir, 'nobody.sock'), 500)).toBeUndefined();
+    } finally {
+      srv.close();
+    }
+  });
+});

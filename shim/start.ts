@@ -2,7 +2,8 @@
 // It answers with the sandbox's address for a pod container, or creates the socket, re-executes
 // itself detached as the daemon with the listener on fd 3, and prints the address.
 import { spawn } from 'node:child_process';
-import { closeSync, constants, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { connect, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -148,6 +149,45 @@ export async function containerdVersion(grpcAddress: string, timeoutMs: number):
   });
 }
 
+export const VERSION_CACHE_DIR = '/run/kata-ts/containerd-version';
+
+/** Our parent (the containerd that runs `start`) as pid + start time, which survives pid reuse. */
+function parentIdentity(): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${process.ppid}/stat`, 'utf8');
+    // Field 22 (starttime), counted after the parenthesised command name.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return `${process.ppid}:${fields[19]}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * containerdVersion, remembered per running containerd (its pid and start time): `start` runs
+ * for every container and the answer only changes when containerd is restarted.
+ */
+export async function cachedContainerdVersion(grpcAddress: string, cacheDir: string): Promise<string | undefined> {
+  const who = parentIdentity();
+  const file = join(cacheDir, createHash('sha256').update(grpcAddress).digest('hex').slice(0, 32));
+  if (who) {
+    try {
+      const c = JSON.parse(readFileSync(file, 'utf8')) as { who?: string; version?: string };
+      if (c.who === who && typeof c.version === 'string') return c.version;
+    } catch { /* no cache yet */ }
+  }
+  const v = await containerdVersion(grpcAddress, 1500);
+  if (v !== undefined && who) {
+    try {
+      mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+      const tmp = `${file}.${process.pid}`;
+      writeFileSync(tmp, JSON.stringify({ who, version: v }));
+      renameSync(tmp, file);
+    } catch { /* the cache is an optimisation only */ }
+  }
+  return v;
+}
+
 /** Opens the bundle's log fifo for writing; /dev/null when there is none (manual runs). */
 function openLogFd(bundle: string): number {
   try {
@@ -163,6 +203,7 @@ export async function runStart(o: {
   env: NodeJS.ProcessEnv;
   cwd: string;
   stdin: Uint8Array;
+  versionCacheDir?: string;
 }): Promise<StartResult> {
   const { flags } = o;
   if (!flags.id) throw new StartError('start needs -id');
@@ -172,7 +213,7 @@ export async function runStart(o: {
   const grpcAddress = flags.address || env.grpcAddress;
   // Only 1.7+ sets MAX_SHIM_VERSION; only then is there a version question to ask (in parallel).
   const versionQuery = stdin.kind !== 'bootstrap' && env.maxShimVersion !== undefined
-    ? containerdVersion(grpcAddress, 1500) : Promise.resolve(undefined);
+    ? cachedContainerdVersion(grpcAddress, o.versionCacheDir ?? VERSION_CACHE_DIR) : Promise.resolve(undefined);
   const socketDir = stdin.kind === 'bootstrap' ? stdin.params.socketDir : undefined;
   const bundle = flags.bundle || o.cwd;
 
