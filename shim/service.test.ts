@@ -322,4 +322,13 @@ describe('task service', () => {
     expect(svc.sandbox).toBeUndefined();
     expect(svc.containers.size).toBe(0);
   });
+  it('Delete of a never-started task releases its Wait and sends only /tasks/delete', async () => {
+    const { call, pub } = setup();
+    await call('Create', { id: 'n', bundle: bundle('n') });
+    const waited = call('Wait', { id: 'n' }, v2.WaitResponse);
+    await call('Delete', { id: 'n' });
+    expect((await waited).exitStatus).toBe(0);
+    await pub.flush(1000);
+    expect(topics()).toEqual(['/tasks/create', '/tasks/delete']);
+  });
 });

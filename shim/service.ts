@@ -255,6 +255,8 @@ export class TaskService {
   async delete(req: containerd.task.v2.DeleteRequest): Promise<containerd.task.v2.DeleteResponse.$Properties> {
     const { c, p } = this.proc(req.id, req.execId);
     if (!p.sm.can('delete')) throw new IllegalStateError(p.isInit ? `task ${c.id}` : `exec ${p.execId}`, p.state, 'delete');
+    // Never started: release any Wait (no exit event; containerd expects only /tasks/delete).
+    if (p.state === 'created') p.markExited(0);
     if (!p.isInit) {
       p.sm.step('delete');
       c.execs.delete(p.execId);
