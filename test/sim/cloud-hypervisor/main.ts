@@ -68,19 +68,13 @@ async function main(): Promise<void> {
     process.exit(status);
   };
   const vmm = new Vmm({ faults, events, log, agentPath, exit });
-  // Parsing and compiling the document takes a while on a busy machine: bind the socket first.
+  // Loading the document may take a while on a busy machine: bind the socket first (vmm.ping
+  // never waits for it); validators are compiled when a body first needs one.
   const openapi = new Promise<OpenApi>((resolve) => setImmediate(() => {
-    try {
-      const doc = new OpenApi(openapiFile);
-      resolve(doc);
-      // Compile the bodies Kata sends now, one per turn, so that vm.create answers fast later.
-      const warm = ['VmConfig', 'NetConfig', 'VmResize', 'DiskConfig', 'FsConfig'];
-      const next = () => { const s = warm.shift(); if (s) { doc.validator(s); setImmediate(next); } };
-      setImmediate(next);
-    } catch (e) {
-      process.stderr.write(`cloud-hypervisor (kata-ts simulator): cannot load ${openapiFile}: ${(e as Error).message}\n`);
+    OpenApi.load(openapiFile).then(resolve, (e: Error) => {
+      process.stderr.write(`cloud-hypervisor (kata-ts simulator): cannot load ${openapiFile}: ${e.message}\n`);
       exit(1);
-    }
+    });
   }));
   server = createApiServer({ openapi, vmm, faults, log, version, onShutdown: () => void vmm.exitVmm(0) });
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => { log.info(`received ${sig}`); void vmm.exitVmm(0); });

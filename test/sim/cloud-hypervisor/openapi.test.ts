@@ -1,9 +1,12 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openApiPath } from '../../env.js';
 import { ApiError } from './errors.js';
-import { locateOpenApi, OpenApi } from './openapi.js';
+import { locateOpenApi, OpenApi, readOpenApiDoc } from './openapi.js';
 
-const api = new OpenApi(openApiPath);
+const api = await OpenApi.load(openApiPath);
 const ep = (n: string) => api.endpoints.get(n)!;
 
 // The VmConfig Kata 3.32 sends for clh (cloud-hypervisor.md §9).
@@ -66,5 +69,17 @@ describe('OpenAPI request validation', () => {
     expect(locateOpenApi({ CH_SIM_OPENAPI: openApiPath }, '/')).toBe(openApiPath);
     expect(() => locateOpenApi({}, '/')).toThrow(/set CH_SIM_OPENAPI/);
     expect(() => locateOpenApi({ CH_SIM_OPENAPI: '/nope.yaml' }, '/')).toThrow(/no such file/);
+  });
+
+  it('caches the parsed document as JSON keyed by its sha256 and reads the cache back identically', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ch-sim-openapi-test-'));
+    try {
+      const parsed = await readOpenApiDoc(openApiPath, dir);
+      const files = readdirSync(dir);
+      expect(files).toHaveLength(1);
+      expect(files[0]).toMatch(/^ch-sim-openapi-[0-9a-f]{64}\.json$/);
+      expect(await readOpenApiDoc(openApiPath, dir)).toEqual(parsed);
+      expect(Object.keys(parsed.paths)).toContain('/vm.create');
+    } finally { rmSync(dir, { recursive: true, force: true }); }
   });
 });
