@@ -247,9 +247,15 @@ export class Agent {
     }
     spec.linux.namespaces = ns;
     spec.linux.cgroupsPath = `${this.view.cgroupParent || `/kata-ts-sim/${posix.basename(this.view.guestDir)}`}/${id}`;
-    if (this.sandbox && !this.sandbox.pidnsOf) this.sandbox.pidnsOf = id;
     const c = new Container(id, join(this.view.guestDir, 'containers', id), spec, this.runc, this.log, (cid) => this.pushOom(cid));
     this.containers.set(id, c);
+    try {
+      await c.create();
+    } catch (e) {
+      this.containers.delete(id);
+      throw internal((e as Error).message);
+    }
+    if (this.sandbox && !this.sandbox.pidnsOf) this.sandbox.pidnsOf = id;
   }
 
   private guestMount(m: Record<string, any>): Record<string, any> {

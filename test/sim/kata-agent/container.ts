@@ -1,5 +1,5 @@
 // A container in the guest: its bundle (config.json written from the OCI spec it received), its
-// init process and execs run by runc, and what the agent does to it (signal, pause, stats,
+// init process (created at CreateContainer, started at StartContainer) and execs run by runc, and what the agent does to it (signal, pause, stats,
 // update, OOM notifications, removal).
 import { type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,22 +28,37 @@ export class Container {
     return { rows: p.consoleSize?.height ?? 0, cols: p.consoleSize?.width ?? 0 };
   }
 
-  /** StartContainer: the init process runs when this resolves. */
-  async start(): Promise<void> {
-    if (this.state !== 'created') throw new Error(`container ${this.id} is ${this.state}, not created`);
+  /** CreateContainer: `runc create` under the guest init helper; the container's init exists
+   *  (pid, cgroups, namespaces) but has not run the user's program. runc's errors (no such
+   *  executable, bad user or cwd, rootfs problems) surface here, as with the real agent. */
+  async create(): Promise<void> {
+    if (this.init) throw new Error(`container ${this.id} already created`);
     const pidFile = join(this.bundle, 'init.pid');
     const terminal = !!this.spec.process?.terminal;
-    const argv = this.runc.argv(['--log', join(this.bundle, 'runc.log'), '--log-format', 'json', 'run', '--bundle', this.bundle, '--pid-file', pidFile, this.id]);
-    const p = new GuestProcess(this.id, this.id, argv, terminal, pidFile, this.size(this.spec.process ?? {}), this.log);
+    const argv = this.runc.argv(['--log', join(this.bundle, 'runc.log'), '--log-format', 'json', 'create', '--bundle', this.bundle, '--pid-file', pidFile, this.id]);
+    const p = new GuestProcess(this.id, this.id, argv, terminal, pidFile, this.size(this.spec.process ?? {}), this.log, { consoleSocket: join(this.bundle, 'console.sock') });
     this.init = p;
-    this.state = 'running';
     void p.exited.then(() => { this.state = 'stopped'; this.stopOomWatcher(); });
     try {
       await p.started();
     } catch (e) {
       const why = this.runcLog() || (e as Error).message;
-      throw new Error(`failed to start container ${this.id}: ${why}`);
+      await p.exited;
+      await this.runc.run(['delete', '--force', this.id]);
+      rmSync(this.bundle, { recursive: true, force: true });
+      throw new Error(`failed to create container ${this.id}: ${why}`);
     }
+  }
+
+  /** StartContainer: `runc start`; the init process runs the user's program when this resolves. */
+  async start(): Promise<void> {
+    if (this.state !== 'created' || !this.init || this.init.hasExited) throw new Error(`container ${this.id} is ${this.state}, not created`);
+    try {
+      await this.runc.must(['start', this.id]);
+    } catch (e) {
+      throw new Error(`failed to start container ${this.id}: ${this.runcLog() || (e as Error).message}`);
+    }
+    if (!this.init.hasExited) this.state = 'running';
     this.watchOom();
   }
 

@@ -28,7 +28,7 @@ function rootfs(cid: string): string {
   for (const d of ['proc', 'dev', 'sys', 'tmp', 'etc']) mkdirSync(join(r, d), { recursive: true });
   copyFileSync(tools.busybox, join(r, 'bin', 'busybox'));
   execFileSync('chmod', ['755', join(r, 'bin', 'busybox')]);
-  for (const a of ['sh', 'echo', 'cat', 'sleep', 'tty', 'stty', 'tail', 'head', 'ls', 'hostname', 'ip']) symlinkSync('busybox', join(r, 'bin', a));
+  for (const a of ['sh', 'echo', 'cat', 'sleep', 'tty', 'stty', 'tail', 'head', 'ls', 'hostname', 'ip', 'true']) symlinkSync('busybox', join(r, 'bin', a));
   return `${guestShared}${cid}/rootfs`;
 }
 
@@ -166,6 +166,38 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
     await call('RemoveContainer', { containerId: 'x2' }, grpc.RemoveContainerRequest);
   });
 
+  it('creates the container process at CreateContainer: a missing executable fails there, Stats works before Start', async () => {
+    const guest = readdirSync(guestTmp).filter((e) => e.startsWith('ch-sim-guest-'))[0];
+    const e = await fails(call('CreateContainer', { containerId: 'nb', execId: 'nb', OCI: spec('nb', ['notfound404']) }, grpc.CreateContainerRequest));
+    expect(e).toMatchObject({ code: Code.INTERNAL, message: expect.stringContaining('executable file not found') });
+    // Nothing of it is left: no runc state, no bundle, the id is free again, Start knows no such container.
+    expect(existsSync(join(guestTmp, guest, 'runc', 'nb'))).toBe(false);
+    expect(existsSync(join(guestTmp, guest, 'containers', 'nb'))).toBe(false);
+    expect((await fails(call('StartContainer', { containerId: 'nb' }, grpc.StartContainerRequest))).code).toBe(Code.INVALID_ARGUMENT);
+
+    await call('CreateContainer', { containerId: 'cs', execId: 'cs', OCI: spec('cs', ['sh', '-c', 'echo started; exit 7']) }, grpc.CreateContainerRequest);
+    // Created, not running: the init exists (its pid in runc's state), the user's program has not run.
+    const state = JSON.parse(readFileSync(join(guestTmp, guest, 'runc', 'cs', 'state.json'), 'utf8')) as { init_process_pid: number };
+    expect(readFileSync(`/proc/${state.init_process_pid}/cmdline`, 'utf8')).toContain('init');
+    const st = await call('StatsContainer', { containerId: 'cs' }, grpc.StatsContainerRequest, grpc.StatsContainerResponse);
+    expect(st.cgroupStats?.pidsStats?.current).toBeGreaterThanOrEqual(1);
+    const out = readAll('cs', 'cs', 'ReadStdout');
+    const status = wait('cs', 'cs');
+    await call('StartContainer', { containerId: 'cs' }, grpc.StartContainerRequest);
+    // The exit status comes from the guest init that reaped the container.
+    expect(await status).toBe(7);
+    expect(await out).toBe('started\n');
+    await call('RemoveContainer', { containerId: 'cs' }, grpc.RemoveContainerRequest);
+    expect(existsSync(join(guestTmp, guest, 'runc', 'cs'))).toBe(false);
+
+    // Removed before it ever started: the created init is killed and reaped.
+    await call('CreateContainer', { containerId: 'cr', execId: 'cr', OCI: spec('cr', ['sleep', '100']) }, grpc.CreateContainerRequest);
+    const pid = (JSON.parse(readFileSync(join(guestTmp, guest, 'runc', 'cr', 'state.json'), 'utf8')) as { init_process_pid: number }).init_process_pid;
+    await call('RemoveContainer', { containerId: 'cr' }, grpc.RemoveContainerRequest);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect(existsSync(join(guestTmp, guest, 'containers', 'cr'))).toBe(false);
+  });
+
   it('runs a container with runc: stdout, stderr, stdin, real exit status, EOF after exit', async () => {
     await createStart('c1', ['sh', '-c', 'echo out; echo err >&2; read x; echo got $x; hostname; exit 3']);
     const out = readAll('c1', 'c1', 'ReadStdout');
@@ -254,8 +286,8 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
     const oom = fails(call('GetOOMEvent', {}, grpc.GetOOMEventRequest, grpc.OOMEvent));
     await call('DestroySandbox', {}, grpc.DestroySandboxRequest);
     expect((await oom).code).not.toBe(Code.OK);
-    expect(readdirSync(guestTmp)).toHaveLength(1);
-    const guest = readdirSync(guestTmp)[0];
+    expect(readdirSync(guestTmp).filter((e) => e.startsWith('ch-sim-guest-'))).toHaveLength(1);
+    const guest = readdirSync(guestTmp).filter((e) => e.startsWith('ch-sim-guest-'))[0];
     expect(existsSync(join('/sys/fs/cgroup/freezer/kata-ts-sim', guest, 'c4'))).toBe(false);
     expect(readdirSync(join(guestTmp, guest, 'containers'))).toEqual([]);
   });

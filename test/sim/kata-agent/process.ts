@@ -1,10 +1,12 @@
-// One process in the guest (a container's init or an exec), run by a foreground runc so that
-// its real exit status comes back: non-terminal processes get pipes; terminal ones go through
-// the pty helper (see pty.ts).
+// One process in the guest: a container's init, created by `runc create` under the guest init
+// helper (init.ts) that reaps it, or an exec, run by a foreground `runc exec` so that its real
+// exit status comes back. Non-terminal processes get pipes; terminal execs go through the pty
+// helper (pty.ts), terminal inits get their pty from runc's console socket (init.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { OutputBuffer } from './stdio.js';
+import { initHelper } from './init.js';
 import { python, ptyHelper } from './pty.js';
 
 export interface ProcessLog { debug(msg: string, f?: object): void; info(msg: string, f?: object): void; warn(msg: string, f?: object): void }
@@ -17,11 +19,30 @@ export class GuestProcess {
   private status?: number;
   readonly exited: Promise<number>;
   private stdinClosed = false;
+  /** Set for a container init: resolves once `runc create` succeeded. */
+  private created?: Promise<void>;
 
-  /** argv: the foreground runc command; pidFile: where runc writes the process's host pid. */
+  /** argv: the foreground runc command, or `runc create` when `init` names the console socket path;
+   *  pidFile: where runc writes the process's host pid. */
   constructor(readonly containerId: string, readonly execId: string, argv: string[], readonly terminal: boolean,
-    readonly pidFile: string, size: { rows: number; cols: number }, log: ProcessLog) {
-    if (terminal) {
+    readonly pidFile: string, size: { rows: number; cols: number }, log: ProcessLog, init?: { consoleSocket: string }) {
+    if (init) {
+      const cmd = terminal ? [...argv.slice(0, -1), '--console-socket', init.consoleSocket, argv[argv.length - 1]] : argv;
+      this.child = spawn(python, ['-c', initHelper, terminal ? '1' : '0', String(size.rows), String(size.cols), pidFile, init.consoleSocket, ...cmd],
+        { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+      this.ctl = this.child.stdio[3] as Writable;
+      this.ctl.on('error', () => {});
+      if (terminal) this.child.stderr!.on('data', (d) => log.warn('guest init', { containerId, text: String(d).trim() }));
+      this.stderr = new OutputBuffer(terminal ? undefined : this.child.stderr!);
+      const ctl = this.child.stdio[3] as import('node:stream').Readable;
+      this.created = new Promise((resolve, reject) => {
+        let got = '';
+        ctl.on('data', (d) => { got += d; if (got.includes('created\n')) resolve(); });
+        this.child.once('exit', (code) => reject(new Error(`runc create exited with status ${code}`)));
+        this.child.once('error', (e) => reject(e));
+      });
+      this.created.catch(() => {});
+    } else if (terminal) {
       this.child = spawn(python, ['-c', ptyHelper, String(size.rows), String(size.cols), ...argv], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
       this.ctl = this.child.stdio[3] as Writable;
       this.ctl.on('error', () => {});
@@ -62,8 +83,9 @@ export class GuestProcess {
     return Number.isInteger(n) && n > 0 ? n : undefined;
   }
 
-  /** Resolves once the process runs (pid file written) or rejects if runc ended first. */
+  /** Resolves once the process runs (or, for an init, is created) or rejects if runc ended first. */
   async started(timeoutMs = 30_000): Promise<void> {
+    if (this.created) return this.created;
     const t0 = Date.now();
     while (this.pid() === undefined) {
       if (this.hasExited) throw new Error(`exited with status ${this.status} before it started`);
