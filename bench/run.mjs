@@ -2,10 +2,10 @@
 // Benchmark runner: `npm run bench` runs every part, `npm run bench -- ttrpc start` some of them.
 // A part is bench/<name>.mjs exporting `async run(ctx)` that returns rows
 // ({ part, name, value, unit, note? }). Adding a part = adding its name here:
-const PARTS = ['ttrpc'];
+const PARTS = ['ttrpc', 'start', 'memory', 'stdio', 'exec', 'density'];
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
@@ -38,6 +38,7 @@ const ctx = {
   },
 };
 
+const loadBefore = loadavg();
 const rows = [];
 let failed = false;
 try {
@@ -67,6 +68,7 @@ const date = new Date().toISOString();
 const resultsDir = join(benchDir, 'results');
 mkdirSync(resultsDir, { recursive: true });
 const file = join(resultsDir, `${date.replace(/:/g, '-')}.json`);
-writeFileSync(file, JSON.stringify({ date, node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, parts, rows }, null, 2) + '\n');
-console.log(`\nwritten ${file}`);
+writeFileSync(file, JSON.stringify({ date, node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, loadavg: { before: loadBefore, after: loadavg() }, parts, rows }, null, 2) + '\n');
+console.log(`\nload average before ${loadBefore.map((x) => x.toFixed(2)).join(' ')}, after ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.log(`written ${file}`);
 process.exit(failed ? 1 : 0);
