@@ -158,6 +158,14 @@ export function cpuByKind(kinds) {
   return out;
 }
 
+/** Pids of the processes alive now that match one of these kinds. */
+export function pidsOfKinds(kinds) {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((pid) => {
+    const argv = cmdlineOf(pid);
+    return argv?.length && kinds.some((k) => k.match(argv));
+  }).map(Number);
+}
+
 /** The kata-ts run's process kinds, for CpuSampler. */
 export function kataKinds(c) {
   return [
