@@ -1,7 +1,9 @@
 // The contract between the two simulators: what the cloud-hypervisor simulator tells the
 // kata-agent simulator about "its" VM. A real guest learns these from the kernel command line,
 // the virtio devices it sees and the vsock device; here they travel in one JSON file.
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { basename, join } from 'node:path';
 
 /** A virtio-fs device as the guest sees it: the tag, and where virtiofsd really serves it from. */
 export interface GuestFs {
@@ -47,4 +49,39 @@ export function parseCmdline(cmdline: string): Map<string, string> {
     else m.set(w.slice(0, i), w.slice(i + 1));
   }
   return m;
+}
+
+/** Mount points at or below dir (deepest first), from /proc/self/mountinfo. */
+export function mountsUnder(dir: string): string[] {
+  const unescape = (p: string) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  let info = '';
+  try { info = readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return []; }
+  const base = dir.replace(/\/+$/, '');
+  return info.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p).map(unescape)
+    .filter((p) => p === base || p.startsWith(base + '/')).sort((a, b) => b.length - a.length);
+}
+
+/** Where a guest mounts container rootfs: like a real guest's own mount tree, reachable by any
+ *  uid (dirs 0711) whatever the permissions of the folders above $TMPDIR (a container whose user
+ *  namespace maps root to another uid must reach its rootfs). Derived from the guest dir's name. */
+export const guestMountsRoot = '/run/kata-ts-sim/guests';
+export function guestMountDir(guestDir: string): string {
+  return join(guestMountsRoot, basename(guestDir));
+}
+
+/** Removes a guest's private dir and its mount dir, each only once nothing is mounted below it
+ *  (the guest binds container rootfs and its network namespace there: a recursive removal
+ *  through a live bind would delete the container's files). Returns the mounts that could not
+ *  be detached. */
+export function removeGuestDir(dir: string): string[] {
+  const left: string[] = [];
+  for (const d of [guestMountDir(dir), dir]) {
+    for (const m of mountsUnder(d)) {
+      try { execFileSync('umount', ['--lazy', m], { stdio: 'ignore' }); } catch { /* reported below */ }
+    }
+    const busy = mountsUnder(d);
+    if (busy.length === 0) rmSync(d, { recursive: true, force: true });
+    left.push(...busy);
+  }
+  return left;
 }

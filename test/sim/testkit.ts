@@ -6,6 +6,7 @@ import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { guestMountDir } from './guest.js';
 
 export interface Started { child: ChildProcess; stderr: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> }
 
@@ -101,6 +102,7 @@ export function alive(pid: number): boolean {
 export function simLeftovers(tmp: string = tmpdir()): string[] {
   const names = readdirSync(tmp).filter((f) => f.startsWith('ch-sim-guest-'));
   const left = names.map((f) => join(tmp, f));
+  for (const n of names) if (existsSync(guestMountDir(n))) left.push(guestMountDir(n));
   for (const ctrl of ['freezer', 'memory', 'cpu', 'pids', 'devices', 'blkio', 'cpuset', 'cpuacct']) {
     for (const n of names) {
       const d = join('/sys/fs/cgroup', ctrl, 'kata-ts-sim', n);

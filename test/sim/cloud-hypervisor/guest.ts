@@ -2,11 +2,11 @@
 // and a freezer cgroup under which the agent puts every container it starts (so pausing the VM
 // freezes them all and destroying the VM kills them all, as tearing down a real VM does). The
 // agent itself stays outside that cgroup so that it can remove it when it ends on its own.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { guestViewFile, type GuestFs, type GuestView } from '../guest.js';
+import { guestViewFile, removeGuestDir, type GuestFs, type GuestView } from '../guest.js';
 
 const cgroupRoot = '/sys/fs/cgroup';
 const guestPrefix = 'ch-sim-guest-';
@@ -148,10 +148,9 @@ function destroyGuestDir(dir: string, cgroup: string, log: GuestLog): void {
     for (const ctrl of ctrls) removeTree(join(cgroupRoot, ctrl, cgroup));
     try { rmdirSync(join(cgroupRoot, 'freezer', cgroupBase)); } catch { /* other VMs still there */ }
   }
-  // The agent's sandbox network namespace is a bind mount in the guest dir.
-  const netns = join(dir, 'netns');
-  if (existsSync(netns)) { try { execFileSync('umount', [netns], { stdio: 'ignore' }); } catch { /* not mounted */ } }
-  rmSync(dir, { recursive: true, force: true });
+  // The agent's sandbox network namespace and container rootfs binds are mounts in the guest dir.
+  const busy = removeGuestDir(dir);
+  if (busy.length) log.warn('guest: dir kept, still mounted below it', { dir, mounts: busy });
 }
 
 function startTime(pid: number): string | undefined {

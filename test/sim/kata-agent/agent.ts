@@ -2,11 +2,11 @@
 // (virtio-fs storage mounted at a guest path = virtiofsd's shared dir on the host), containers
 // run for real by runc, and the agent's error codes (3.28+).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, posix } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, posix } from 'node:path';
 import { Code, StatusError, type CallContext, type UnaryHandler } from 'ttrpc-ts';
 import { google, grpc, types } from '../../../proto/index.js';
-import type { GuestView } from '../guest.js';
+import { guestMountDir, guestMountsRoot, mountsUnder, type GuestView } from '../guest.js';
 import { Container } from './container.js';
 import type { GuestProcess, ProcessLog } from './process.js';
 import { Runc } from './runc.js';
@@ -229,8 +229,13 @@ export class Agent {
       throw internal(`container ${id}: rootfs ${rootGuest} does not exist in the guest (not under a shared storage mount)`);
     }
     if (!spec.process?.args?.length) throw internal(`container ${id}: process.args must not be empty`);
-    spec.root.path = rootHost;
     spec.mounts = (spec.mounts ?? []).map((m: Record<string, any>) => this.guestMount(m));
+    // A user namespace cannot mount sysfs for the sandbox's network namespace, which it does not
+    // own (EPERM): /sys is bind-mounted instead, as runc 1.2+ and crun do.
+    if ((spec.linux?.namespaces ?? []).some((n: { type: string }) => n.type === 'user')) {
+      spec.mounts = spec.mounts.map((m: Record<string, any>) => m.type !== 'sysfs' ? m
+        : { destination: m.destination, type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] });
+    }
     // What the agent's container creation would trip over before the process ever runs.
     for (const m of spec.mounts) {
       if (m.source?.startsWith('/') && (m.type === 'bind' || (m.options ?? []).includes('rbind') || (m.options ?? []).includes('bind')) && !existsSync(m.source)) {
@@ -247,7 +252,10 @@ export class Agent {
     }
     spec.linux.namespaces = ns;
     spec.linux.cgroupsPath = `${this.view.cgroupParent || `/kata-ts-sim/${posix.basename(this.view.guestDir)}`}/${id}`;
-    const c = new Container(id, join(this.view.guestDir, 'containers', id), spec, this.runc, this.log, (cid) => this.pushOom(cid));
+    // The guest's own mount of the rootfs: the host folders above it (0750, root) would stop a
+    // container whose user namespace maps root to another uid from reaching it.
+    try { spec.root.path = this.bindRootfs(id, rootHost); } catch (e) { throw internal((e as Error).message); }
+    const c = new Container(id, join(this.view.guestDir, 'containers', id), spec, this.runc, this.log, (cid) => this.pushOom(cid), () => this.unbindRootfs(id));
     this.containers.set(id, c);
     try {
       await c.create();
@@ -256,6 +264,35 @@ export class Agent {
       throw internal((e as Error).message);
     }
     if (this.sandbox && !this.sandbox.pidnsOf) this.sandbox.pidnsOf = id;
+  }
+
+  /** Binds the rootfs at `<guest mount dir>/<id>/rootfs`, reachable by any uid (dirs 0711). */
+  private bindRootfs(id: string, rootHost: string): string {
+    const mine = guestMountDir(this.view.guestDir);
+    const parent = join(mine, id);
+    const target = join(parent, 'rootfs');
+    mkdirSync(target, { recursive: true });
+    for (const d of [dirname(guestMountsRoot), guestMountsRoot, mine, parent]) chmodSync(d, 0o711);
+    try {
+      execFileSync('mount', ['--rbind', rootHost, target], { stdio: ['ignore', 'ignore', 'pipe'] });
+      execFileSync('mount', ['--make-rprivate', target], { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (e) {
+      this.unbindRootfs(id);
+      throw new Error(`container ${id}: cannot mount rootfs ${rootHost} in the guest: ${String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim()}`);
+    }
+    return target;
+  }
+
+  /** Undoes bindRootfs; never removes anything recursively (a live bind would take the rootfs's files along). */
+  private unbindRootfs(id: string): void {
+    const parent = join(guestMountDir(this.view.guestDir), id);
+    const target = join(parent, 'rootfs');
+    if (mountsUnder(target).length) {
+      try { execFileSync('umount', ['--lazy', target], { stdio: 'ignore' }); } catch (e) {
+        this.log.warn('cannot unmount a container rootfs', { id, err: (e as Error).message });
+      }
+    }
+    for (const d of [target, parent]) try { rmdirSync(d); } catch { /* absent, or still mounted */ }
   }
 
   private guestMount(m: Record<string, any>): Record<string, any> {

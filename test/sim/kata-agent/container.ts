@@ -19,7 +19,7 @@ export class Container {
   private oomWatcher?: ChildProcess;
 
   constructor(readonly id: string, readonly bundle: string, readonly spec: Record<string, any>, private readonly runc: Runc,
-    private readonly log: ProcessLog, private readonly onOom: (id: string) => void) {
+    private readonly log: ProcessLog, private readonly onOom: (id: string) => void, private readonly onGone: () => void = () => {}) {
     mkdirSync(bundle, { recursive: true });
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
   }
@@ -46,6 +46,7 @@ export class Container {
       await p.exited;
       await this.runc.run(['delete', '--force', this.id]);
       rmSync(this.bundle, { recursive: true, force: true });
+      this.onGone();
       throw new Error(`failed to create container ${this.id}: ${why}`);
     }
   }
@@ -167,6 +168,7 @@ export class Container {
     await this.runc.run(['delete', '--force', this.id]);
     this.state = 'stopped';
     rmSync(this.bundle, { recursive: true, force: true });
+    this.onGone();
   }
 }
 

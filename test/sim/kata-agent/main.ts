@@ -6,7 +6,7 @@ import { createServer, type Server as NetServer } from 'node:net';
 import { rmSync, rmdirSync, readdirSync, existsSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Code, Server, StatusError, type UnaryHandler } from 'ttrpc-ts';
-import { parseCmdline, readGuestView, type GuestView } from '../guest.js';
+import { parseCmdline, readGuestView, removeGuestDir, type GuestView } from '../guest.js';
 import { Agent } from './agent.js';
 import { rustServerQuirks } from './rust-server.js';
 import type { ProcessLog } from './process.js';
@@ -67,7 +67,8 @@ async function main(): Promise<void> {
     ttrpc.close();
     await agent.destroyAll().catch((e) => log.error('cleanup failed', { err: (e as Error).message }));
     removeGuestCgroups(view.cgroupParent);
-    rmSync(view.guestDir, { recursive: true, force: true });
+    const busy = removeGuestDir(view.guestDir);
+    if (busy.length) log.error('guest dir kept: still mounted below it', { dir: view.guestDir, mounts: busy });
     process.exit(0);
   };
   // The VMM holds our stdin: EOF means the VM is gone, whatever killed the VMM.
