@@ -205,7 +205,7 @@ describe('task service', () => {
     expect(s.status).toBe(2);
     await call('Kill', { id: 'c', signal: 9 });
     await call('Wait', { id: 'c' });
-    await call('Kill', { id: 'c', signal: 15 });
+    await expect(call('Kill', { id: 'c', signal: 15 })).rejects.toMatchObject({ code: Code.NOT_FOUND });
     await call('Delete', { id: 'c' });
     await pub.flush(1000);
     expect(topics()).toEqual(['/tasks/create', '/tasks/start', '/tasks/exec-added', '/tasks/exec-started', '/tasks/exit', '/tasks/delete', '/tasks/exit', '/tasks/delete']);
@@ -330,5 +330,31 @@ describe('task service', () => {
     expect((await waited).exitStatus).toBe(0);
     await pub.flush(1000);
     expect(topics()).toEqual(['/tasks/create', '/tasks/delete']);
+  });
+  it('Kill of an exited process is NOT_FOUND (task, exec, with all), as runc\'s shim answers', async () => {
+    const { call } = setup({ 'true': { exit: 0 } });
+    await call('Create', { id: 'k', bundle: bundle('k') });
+    await call('Start', { id: 'k' });
+    const spec = { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from(JSON.stringify({ args: ['true'], cwd: '/', env: [] })) };
+    await call('Exec', { id: 'k', execId: 'e', spec });
+    const execWait = call('Wait', { id: 'k', execId: 'e' });
+    await call('Start', { id: 'k', execId: 'e' });
+    await execWait;
+    for (const signal of [9, 15, 1]) {
+      await expect(call('Kill', { id: 'k', execId: 'e', signal })).rejects.toMatchObject({ code: Code.NOT_FOUND, message: 'process e already finished: not found' });
+    }
+    // An exec never started ends as if killed; the next kill finds nothing.
+    await call('Exec', { id: 'k', execId: 'n', spec });
+    await call('Kill', { id: 'k', execId: 'n', signal: 15 });
+    expect((await call('Wait', { id: 'k', execId: 'n' }, v2.WaitResponse)).exitStatus).toBe(143);
+    await expect(call('Kill', { id: 'k', execId: 'n', signal: 9 })).rejects.toMatchObject({ code: Code.NOT_FOUND });
+    await call('Delete', { id: 'k', execId: 'n' });
+    await call('Kill', { id: 'k', signal: 9 });
+    await call('Wait', { id: 'k' });
+    for (const req of [{ signal: 9 }, { signal: 15 }, { signal: 9, all: true }]) {
+      await expect(call('Kill', { id: 'k', ...req })).rejects.toMatchObject({ code: Code.NOT_FOUND, message: 'process k already finished: not found' });
+    }
+    await call('Delete', { id: 'k', execId: 'e' });
+    await call('Delete', { id: 'k' });
   });
 });

@@ -295,8 +295,9 @@ export class TaskService {
     const { c, p } = this.proc(req.id, req.execId);
     const sig = req.signal;
     if (p.done) {
-      // Kata: killing what already exited with KILL/TERM succeeds.
-      if (sig === 9 || sig === 15) return;
+      // As runc's shim (and containerd's conformance tests) expect: a second kill, of any signal,
+      // is NOT_FOUND; CRI and WithProcessKill treat that as success. With `all` too: once the
+      // init is gone the guest has ended every process of the container.
       throw new NotFoundError(`process ${p.execId || c.id} already finished: not found`);
     }
     if (p.state === 'created') {

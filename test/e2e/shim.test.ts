@@ -94,6 +94,26 @@ for (const version of ['1.6', '2'] as const) {
       await expectClean([id]);
     });
 
+    // containerd's TestContainerKill: "second call to kill should return an error".
+    test.runIf(version === '1.6')('a second kill after the task exited fails with not found', async () => {
+      const id = uniqueId('kk');
+      expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done'])).code).toBe(0);
+      try {
+        await waitForStatus(c, id, 'RUNNING');
+        const first = await c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+        expect(first.code, first.stderr).toBe(0);
+        await waitForStatus(c, id, 'STOPPED');
+        const second = await c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+        expect(second.code).not.toBe(0);
+        expect(second.stderr).toMatch(/not found/);
+        expect((await c.ctr(['task', 'rm', id])).code).toBe(0);
+      } finally {
+        await c.ctr(['task', 'rm', '-f', id]);
+        await c.ctr(['container', 'rm', id]);
+      }
+      await expectClean([id]);
+    });
+
     test('killed by TERM → 143, by KILL → 137 (exec processes)', async () => {
       const id = uniqueId('sig');
       expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done'])).code).toBe(0);
