@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import { ApiError } from './errors.js';
 
 const relPath = join('shared', 'upstream', 'cloud-hypervisor-openapi.yaml');
@@ -68,12 +68,15 @@ export class OpenApi {
   private readonly validators = new Map<string, ValidateFunction>();
 
   static async load(file: string, cacheDir?: string): Promise<OpenApi> {
-    return new OpenApi(file, await readOpenApiDoc(file, cacheDir));
+    const doc = await readOpenApiDoc(file, cacheDir);
+    // ajv too is loaded after the API socket is bound (vmm.ping needs neither).
+    const { Ajv } = await import('ajv');
+    return new OpenApi(file, doc, Ajv);
   }
 
-  constructor(readonly file: string, doc: Doc) {
+  constructor(readonly file: string, doc: Doc, AjvClass: typeof Ajv) {
     if (!doc?.paths || !doc.components?.schemas) throw new Error(`${file}: not an OpenAPI document (paths/components missing)`);
-    this.ajv = new Ajv({ strict: false, allErrors: false, validateFormats: true });
+    this.ajv = new AjvClass({ strict: false, allErrors: false, validateFormats: true });
     for (const [name, [min, max]] of Object.entries(intFormats)) {
       this.ajv.addFormat(name, { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= min && n <= max });
     }
