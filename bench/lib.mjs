@@ -122,7 +122,7 @@ export class CpuSampler {
       if (!e) {
         const argv = cmdlineOf(pid);
         if (!argv?.length) continue;
-        const kind = this.kinds.find((k) => k.match(argv));
+        const kind = this.kinds.find((k) => k.match(argv, pid));
         if (!kind) {
           this.skip.add(pid);
           continue;
@@ -152,7 +152,7 @@ export function cpuByKind(kinds) {
   const out = Object.fromEntries(kinds.map((k) => [k.name, 0]));
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     const argv = cmdlineOf(pid);
-    const kind = argv?.length && kinds.find((k) => k.match(argv));
+    const kind = argv?.length && kinds.find((k) => k.match(argv, pid));
     if (kind) out[kind.name] += cpuMs(pid) ?? 0;
   }
   return out;
@@ -162,18 +162,40 @@ export function cpuByKind(kinds) {
 export function pidsOfKinds(kinds) {
   return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((pid) => {
     const argv = cmdlineOf(pid);
-    return argv?.length && kinds.some((k) => k.match(argv));
+    return argv?.length && kinds.some((k) => k.match(argv, pid));
   }).map(Number);
 }
 
-/** The kata-ts run's process kinds, for CpuSampler. */
+function ppidOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * True when the process descends from a kata-ts shim of this containerd (the VMM, agent,
+ * virtiofsd and guest runc all do): other people's simulators on the machine do not count.
+ */
+function underShimOf(c, pid) {
+  for (let p = ppidOf(pid), hops = 0; p > 1 && hops < 20; p = ppidOf(p), hops++) {
+    const argv = cmdlineOf(p);
+    if (argv?.[0]?.endsWith('containerd-shim-kata-ts-v2') && argv.includes(c.address)) return true;
+  }
+  return false;
+}
+
+/** The kata-ts run's process kinds, for CpuSampler / cpuByKind / pidsOfKinds: match(argv, pid). */
 export function kataKinds(c) {
+  const mine = (pid) => underShimOf(c, pid);
   return [
     { name: 'shim', match: (a) => a[0]?.endsWith('containerd-shim-kata-ts-v2') && a.includes(c.address) },
-    { name: 'sim-cloud-hypervisor', match: (a) => a.some((x) => x.endsWith('sim/cloud-hypervisor.cjs') || x.endsWith('sim/cloud-hypervisor')) },
-    { name: 'sim-kata-agent', match: (a) => a.some((x) => x.endsWith('sim/kata-agent.cjs') || x.endsWith('sim/kata-agent')) },
-    { name: 'virtiofsd', match: (a) => a.some((x) => x.endsWith('virtiofsd')) && a.some((x) => x.startsWith('--shared-dir=/run/kata-containers/')) },
-    { name: 'runc-in-guest', match: (a) => a[0]?.endsWith('runc') && a.some((x) => x.includes('ch-sim-guest')) },
+    { name: 'sim-cloud-hypervisor', match: (a, pid) => a.some((x) => /sim\/cloud-hypervisor(\.cjs)?$/.test(x)) && mine(pid) },
+    { name: 'sim-kata-agent', match: (a, pid) => a.some((x) => /sim\/kata-agent(\.cjs)?$/.test(x)) && mine(pid) },
+    { name: 'virtiofsd', match: (a, pid) => a.some((x) => x.endsWith('virtiofsd')) && mine(pid) },
+    { name: 'runc-in-guest', match: (a, pid) => a[0]?.endsWith('runc') && mine(pid) },
   ];
 }
 

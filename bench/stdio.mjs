@@ -67,7 +67,7 @@ async function stdin(c, image, runtime, id, bytes) {
 export async function run(ctx) {
   // 1 GiB through the simulated guest takes minutes on a shared 2-core machine: 256 MiB by default.
   const MB = envInt('BENCH_STDIO_MB', 256);
-  const ROUNDS = envInt('BENCH_STDIO_ROUNDS', 2);
+  const ROUNDS = envInt('BENCH_STDIO_ROUNDS', 3);
   const bytes = MB * 1024 * 1024;
   const h = await loadHarness(ctx);
   const c = await startContainerd(ctx, '1.6');
