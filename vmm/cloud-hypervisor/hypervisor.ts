@@ -31,6 +31,8 @@ export const kataTimeouts: ClhTimeouts = { apiMs: API_TIMEOUT_MS, apiReadyMs: 10
 const MAX_SOCKET_PATH = 107;
 /** The agent's hybrid-vsock port. */
 const AGENT_PORT = 1024;
+/** How long a VMM that is shutting down may take to exit after its devices disconnected. */
+const VMM_EXIT_GRACE_MS = 500;
 
 export interface CloudHypervisorOptions {
   sandboxId: string;
@@ -210,13 +212,23 @@ export class CloudHypervisor implements Hypervisor {
       : `cloud-hypervisor (pid ${vmm.pid}) did not create its API socket ${this.apiSocket} within ${this.#t.apiReadyMs} ms`, { cause: last });
   }
 
+  /** True once stop() or a teardown has begun (read afresh: it changes across awaits). */
+  #ending(): boolean {
+    return this.#state === 'stopping' || this.#state === 'stopped';
+  }
+
   /** Supervision: an unexpected death settles wait() and tears everything down. */
   #watch(p: ManagedProcess, reason: 'vmm-exited' | 'virtiofsd-exited'): void {
-    void p.exited.then((e) => {
-      if (this.#state === 'stopping' || this.#state === 'stopped') return;
-      // virtiofsd exits by itself when its frontend disconnects: if the VMM is already dead
-      // (a zombie not yet reaped by us), the VMM's own watcher reports the real cause.
-      if (reason === 'virtiofsd-exited' && this.#vmm && !isRunning(this.#vmm.pid)) return;
+    void p.exited.then(async (e) => {
+      if (this.#ending()) return;
+      // virtiofsd exits by itself when its frontend disconnects, and a VMM that is shutting
+      // down (guest power-off) disconnects its devices before it exits. So when virtiofsd goes
+      // first, give the VMM a moment: if it exits too, its own watcher reports the real cause.
+      const vmm = this.#vmm;
+      if (reason === 'virtiofsd-exited' && vmm) {
+        if (isRunning(vmm.pid)) await Promise.race([vmm.exited, sleep(VMM_EXIT_GRACE_MS)]);
+        if (!isRunning(vmm.pid) || this.#died || this.#ending()) return;
+      }
       // cloud-hypervisor exits with status 0 after a guest power-off; anything else is a death.
       const poweredOff = reason === 'vmm-exited' && e.code === 0 && this.#state === 'running';
       const detail = describeExit(p.name, p.pid, e) + (poweredOff ? ' (the guest powered off)' : '');
