@@ -59,6 +59,16 @@ export function setDebug(log: Logger, on: boolean): void {
   (log as Logger & { setDebug?: (d: boolean) => void }).setDebug?.(on);
 }
 
+/**
+ * One trace span at debug level: `msg="span" span=<name> duration_ms=<n>` (the benchmark's start
+ * breakdown reads these). `since` is a performance.now() reading; returns now, to chain spans.
+ */
+export function span(log: Logger, name: string, since: number, fields?: object): number {
+  const now = performance.now();
+  log.debug('span', { span: name, duration_ms: Math.round((now - since) * 10) / 10, ...fields });
+  return now;
+}
+
 export const nullLogger: Logger = {
   debug() {}, info() {}, warn() {}, error() {}, child() { return nullLogger; },
 };

@@ -5,7 +5,7 @@ import { applyAnnotations, findConfigFile, loadConfig, type KataConfig, type Pat
 import { createCloudHypervisor, createSharedFs, type Hypervisor, type SharedFs } from '../vmm/index.js';
 import { dialAgent, sharedFsStorage, type AgentClient } from '../agent-client/index.js';
 import { VmDiedError, VmNotReadyError, describe } from './errors.js';
-import { setDebug, type Logger } from './log.js';
+import { setDebug, span, type Logger } from './log.js';
 
 export type SandboxState = 'new' | 'starting' | 'ready' | 'failed' | 'stopping' | 'stopped';
 
@@ -48,6 +48,29 @@ export function sandboxDns(spec: { mounts?: { destination?: string; source?: str
 /** `[agent.kata] kernel_modules` entries: "name param=value ...". */
 export function kernelModules(list: string[] | undefined): { name: string; parameters: string[] }[] {
   return (list ?? []).map((s) => s.trim().split(/\s+/)).filter((p) => p[0]).map(([name, ...parameters]) => ({ name, parameters }));
+}
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
+
+/**
+ * A logger for the hypervisor that passes every line on and notes when two of them pass: the VMM
+ * process started (virtiofsd is up before it) and its API answered.
+ */
+export function phaseMarks(base: Logger): { log: Logger; vmmSpawned?: number; apiReady?: number } {
+  const marks: { log: Logger; vmmSpawned?: number; apiReady?: number } = { log: base };
+  const note = (msg: string, f?: object) => {
+    if (msg === 'started' && (f as { process?: string } | undefined)?.process === 'cloud-hypervisor') marks.vmmSpawned ??= performance.now();
+    else if (msg === 'cloud-hypervisor API ready') marks.apiReady ??= performance.now();
+  };
+  const wrap = (l: Logger): Logger => ({
+    debug: (m, f) => { note(m, f); l.debug(m, f); },
+    info: (m, f) => { note(m, f); l.info(m, f); },
+    warn: (m, f) => l.warn(m, f),
+    error: (m, f) => l.error(m, f),
+    child: (f) => wrap(l.child(f)),
+  });
+  marks.log = wrap(base);
+  return marks;
 }
 
 export class Sandbox {
@@ -118,18 +141,29 @@ export class Sandbox {
       this.config = cfg;
       if (cfg.runtime.enable_debug) setDebug(log, true);
       log.info('starting sandbox', { sandbox: this.id, config: cfg.file });
+      let t = performance.now();
       const fs = parts.createSharedFs({ sandboxId: this.id, paths: this.o.paths, log });
       this.sharedFs = fs;
       await fs.setup();
-      const hv = parts.createHypervisor({ sandboxId: this.id, config: cfg, paths: this.o.paths, log });
+      const fsReady = performance.now();
+      // Hypervisor.start() runs virtiofsd, the VMM, its API wait and create+boot in one call; its
+      // log lines mark the phases in between (vmm/ has no hook for them).
+      const marks = phaseMarks(log);
+      const hv = parts.createHypervisor({ sandboxId: this.id, config: cfg, paths: this.o.paths, log: marks.log });
       this.hv = hv;
       await hv.start(signal);
+      const booted = performance.now();
+      log.debug('span', { span: 'sandbox-setup', duration_ms: round((marks.vmmSpawned ?? fsReady) - t), sandbox: this.id });
+      if (marks.apiReady !== undefined) log.debug('span', { span: 'vmm-launch', duration_ms: round(marks.apiReady - (marks.vmmSpawned ?? fsReady)), sandbox: this.id });
+      log.debug('span', { span: 'vm-create-boot', duration_ms: round(booted - (marks.apiReady ?? fsReady)), sandbox: this.id });
       void hv.wait().then((exit) => {
         if (exit.reason !== 'stopped') this.died(`the VM is gone: ${exit.detail}`);
       });
       const addr = hv.agentAddress();
       const dialSec = cfg.agent.dial_timeout || 30;
+      t = performance.now();
       const agent = await parts.dialAgent({ socketPath: addr.socketPath, port: addr.port, timeoutMs: dialSec * 1000, signal, log });
+      span(log, 'agent-dial', t, { sandbox: this.id });
       this.agent = agent;
       agent.onClose((err) => this.died(`the agent connection closed: ${describe(err)}`));
       await agent.check();

@@ -10,7 +10,7 @@ import { pathsUnder } from '../config/index.js';
 import { containerd } from '../proto/index.js';
 import { Code, StatusError } from 'ttrpc-ts';
 import { EventPublisher, type QueuedEvent } from './events.js';
-import { nullLogger } from './log.js';
+import { createLogger, nullLogger, type Logger } from './log.js';
 import type { SandboxParts } from './sandbox.js';
 import { TaskService } from './service.js';
 import { taskHandlers, TASK_TABLE } from './task-table.js';
@@ -99,8 +99,9 @@ function fakeParts(calls: string[], scripts: Record<string, { out?: string; exit
       unshareRootfs: async (cid: string) => { calls.push(`unshareRootfs ${cid}`); },
       teardown: async () => { calls.push(`fs.teardown ${o.sandboxId}`); },
     }) as any,
-    createHypervisor: () => ({
-      start: async () => { calls.push('vm.start'); },
+    createHypervisor: (o: any) => ({
+      // The real hypervisor's log lines that mark its phases (the shim's spans use them).
+      start: async () => { calls.push('vm.start'); o.log.info('started', { process: 'cloud-hypervisor' }); o.log.info('cloud-hypervisor API ready'); },
       stop: async () => { calls.push('vm.stop'); vmExit({ reason: 'stopped', detail: 'stopped' }); },
       wait: () => vmGone as any,
       agentAddress: () => ({ socketPath: '/clh.sock', port: 1024 }),
@@ -117,14 +118,14 @@ let dir: string;
 let events: QueuedEvent[];
 let calls: string[];
 
-function setup(scripts: Record<string, { out?: string; exit?: number }> = {}) {
+function setup(scripts: Record<string, { out?: string; exit?: number }> = {}, log: Logger = nullLogger) {
   const f = fakeParts(calls, scripts);
   const pub = new EventPublisher({
     connect: async () => ({ closed: false, close() {}, forward: async (e) => { events.push(e); } }),
     log: nullLogger,
   });
   let idle = false;
-  const svc = new TaskService({ namespace: 'ns', log: nullLogger, events: pub, paths: pathsUnder(dir), env: {}, parts: f.parts, cgroupMode: 'v1', onIdle: () => { idle = true; } });
+  const svc = new TaskService({ namespace: 'ns', log, events: pub, paths: pathsUnder(dir), env: {}, parts: f.parts, cgroupMode: 'v1', onIdle: () => { idle = true; } });
   const h = taskHandlers(svc, nullLogger);
   const call = async <T>(method: keyof typeof TASK_TABLE, req: object, res?: { decode(b: Uint8Array): T }): Promise<T> => {
     const row = TASK_TABLE[method] as any;
@@ -356,5 +357,17 @@ describe('task service', () => {
     }
     await call('Delete', { id: 'k', execId: 'e' });
     await call('Delete', { id: 'k' });
+  });
+  it('at debug level one span line each: sandbox-setup, vmm-launch, vm-create-boot, agent-dial, container-create/start, exit-to-event, delete-cleanup', async () => {
+    const lines: string[] = [];
+    const { call } = setup({ s: { exit: 0 } }, createLogger({ debug: true, write: (l) => lines.push(l) }));
+    await call('Create', { id: 's', bundle: bundle('s') });
+    const waited = call('Wait', { id: 's' });
+    await call('Start', { id: 's' });
+    await waited;
+    await call('Delete', { id: 's' });
+    const spans = lines.filter((l) => l.includes('msg="span"')).map((l) => /span=(\S+) duration_ms=(\d+(\.\d+)?)(\s|$)/.exec(l)?.[1]);
+    expect(spans).toEqual(['sandbox-setup', 'vmm-launch', 'vm-create-boot', 'agent-dial', 'container-create', 'container-start', 'exit-to-event', 'delete-cleanup']);
+    expect(lines.find((l) => l.includes('span=container-create'))).toMatch(/^time="[^"]+" level=debug msg="span" subsystem=shim container=s span=container-create duration_ms=\d/);
   });
 });

@@ -10,7 +10,7 @@ import {
   AlreadyExistsError, IllegalStateError, InvalidArgumentError, NotFoundError, UnimplementedError, VmDiedError, describe,
 } from './errors.js';
 import type { EventPublisher } from './events.js';
-import type { Logger } from './log.js';
+import { span, type Logger } from './log.js';
 import { Proc, parseExecId, parseTaskId, type Container, type ExecId, type TaskId } from './process.js';
 import { SHIM_VERSION, containerKind, runtimeOptionsConfigPath } from './protocol.js';
 import { Sandbox, type SandboxParts } from './sandbox.js';
@@ -138,6 +138,7 @@ export class TaskService {
       gaveUp();
       const agent = this.agent();
       const cfg = sb.config!;
+      const t = performance.now();
       const rootfs = (req.rootfs ?? []).map((m) => ({ type: m.type ?? '', source: m.source ?? '', target: m.target || undefined, options: m.options ?? [] }));
       const guestRootfs = await sb.sharedFs!.shareRootfs(id, rootfs, req.bundle);
       shared = true;
@@ -147,6 +148,7 @@ export class TaskService {
       const timeoutSec = Number(cfg.runtime.create_container_timeout) || 60;
       await agent.createContainer({ containerId: id, execId: id, OCI: g.spec, sandboxPidns: g.sandboxPidns, storages: [] }, timeoutSec * 1000);
       inGuest = true;
+      span(log, 'container-create', t);
       gaveUp();
       const init = new Proc(id, '' as ExecId, stdio);
       init.io = io;
@@ -181,7 +183,9 @@ export class TaskService {
     if (!p.sm.can('start')) throw new IllegalStateError(p.isInit ? `task ${c.id}` : `exec ${p.execId}`, p.state, 'start');
     const agent = this.agent();
     if (p.isInit) {
+      const t = performance.now();
       await agent.startContainer(c.id);
+      span(this.log, 'container-start', t, { container: c.id });
       p.sm.step('start');
       this.emit('/tasks/start', TypeUrl.taskStart, ev.TaskStart, { containerId: c.id, pid: p.pid });
     } else {
@@ -221,8 +225,11 @@ export class TaskService {
         log.error('lost the process', { error: describe(err) });
         status = 255;
       }
+      // From the guest's exit report to the event handed to the publisher (output drained first).
+      const t = performance.now();
       await io?.close(DRAIN_BOUND_MS);
       this.exited(c, p, status);
+      span(log, 'exit-to-event', t);
     })();
   }
 
@@ -267,6 +274,7 @@ export class TaskService {
       return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt ?? Date.now()) };
     }
     const log = this.log.child({ container: c.id });
+    const t = performance.now();
     const sb = this.sandbox;
     if (sb?.state === 'ready' && sb.agent) {
       await sb.agent.removeContainer(c.id).catch((e: unknown) => log.warn('RemoveContainer failed', { error: describe(e) }));
@@ -288,6 +296,7 @@ export class TaskService {
       for (const other of this.containers.values()) for (const x of [other.init, ...other.execs.values()]) if (!x.done) this.exited(other, x, 255);
       await sb.stop();
     }
+    span(log, 'delete-cleanup', t);
     return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
   }
 

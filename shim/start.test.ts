@@ -109,4 +109,18 @@ describe('containerd version probe', () => {
       srv.close();
     }
   });
+  it('with -debug, start-to-address is traced on the bundle\'s log, never on stdout', async () => {
+    const socketDir = join(dir, 's');
+    const sandbox = socketAddress({ grpcAddress: '/g.sock', namespace: 'k8s.io', id: 'sb2', socketDir });
+    await listenAt(socketPath(sandbox));
+    const bundle = join(dir, 'c2');
+    mkdirSync(bundle);
+    writeFileSync(join(bundle, 'log'), '');
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify({ annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'sb2' } }));
+    const { flags } = parseArgs(['-namespace', 'k8s.io', '-address', '/g.sock', '-publish-binary', '/c', '-id', 'c2', '-debug', 'start']);
+    const r = await runStart({ flags, env: {}, cwd: bundle, stdin: encodeBootstrapParams({ instanceId: 'c2', namespace: 'k8s.io', socketDir }) });
+    expect(r.address).toBe(sandbox);
+    expect(readFileSync(join(bundle, 'log'), 'utf8')).toMatch(/level=debug msg="span" subsystem=shim id=c2 pid=\d+ span=start-to-address duration_ms=[\d.]+ address=/);
+    expect(Buffer.from(r.output).toString()).not.toContain('span');
+  });
 });

@@ -2,13 +2,14 @@
 // It answers with the sandbox's address for a pod container, or creates the socket, re-executes
 // itself detached as the daemon with the listener on fd 3, and prints the address.
 import { spawn } from 'node:child_process';
-import { closeSync, constants, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync, chmodSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { connect, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { daemonArgs, readEnv, type ShimFlags } from './cli.js';
 import { StartError } from './errors.js';
+import { formatLine } from './log.js';
 import { readFields, str } from './pbwire.js';
 import {
   MAX_SOCKET_PATH, answerForm, containerKind, encodeAnswer, majorVersion, parseStartStdin, socketAddress, socketPath,
@@ -198,6 +199,21 @@ function openLogFd(bundle: string): number {
   }
 }
 
+/**
+ * The `start-to-address` span (process start → address known) on the bundle's log fifo: start's
+ * own stdout and stderr are read by containerd as the answer.
+ */
+function traceStart(bundle: string, id: string, address: string): void {
+  let fd = -1;
+  try {
+    fd = openLogFd(bundle);
+    const ms = Math.round(performance.now() * 10) / 10;
+    writeSync(fd, formatLine('debug', 'span', { subsystem: 'shim', id, pid: process.pid, span: 'start-to-address', duration_ms: ms, address }, new Date()));
+  } catch { /* tracing never fails start */ } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+}
+
 export async function runStart(o: {
   flags: ShimFlags;
   env: NodeJS.ProcessEnv;
@@ -219,7 +235,9 @@ export async function runStart(o: {
 
   const answer = async (address: string): Promise<Uint8Array> => {
     const v = await versionQuery;
-    return encodeAnswer(answerForm({ stdin, containerdMajor: v === undefined ? undefined : majorVersion(v) }), address);
+    const out = encodeAnswer(answerForm({ stdin, containerdMajor: v === undefined ? undefined : majorVersion(v) }), address);
+    if (flags.debug) traceStart(bundle, flags.id, address);
+    return out;
   };
 
   // A pod container joins its sandbox's daemon.
