@@ -50,6 +50,16 @@ export function kernelModules(list: string[] | undefined): { name: string; param
   return (list ?? []).map((s) => s.trim().split(/\s+/)).filter((p) => p[0]).map(([name, ...parameters]) => ({ name, parameters }));
 }
 
+/**
+ * Where the guest's console ends up: the VMM's serial port is its stdout, which the hypervisor
+ * forwards line by line into the shim log (our stderr = the bundle's `log` fifo, which containerd
+ * copies into its own log). Only with enable_debug does the guest write to it.
+ */
+export function consoleHint(sandboxId: string, bundle: string | undefined, debug: boolean): string {
+  const where = `the shim log (${bundle ? `${bundle}/log, ` : ''}copied into containerd's log): lines with sandbox=${sandboxId} process=cloud-hypervisor`;
+  return debug ? where : `${where}; the guest console is off: set [hypervisor.clh] enable_debug = true to see it`;
+}
+
 const round = (ms: number) => Math.round(ms * 10) / 10;
 
 /**
@@ -128,7 +138,7 @@ export class Sandbox {
   }
 
   /** Loads the config, starts the VM and sets up the guest sandbox. Cleans up on failure. */
-  async start(o: { spec: any; configPath?: string }): Promise<void> {
+  async start(o: { spec: any; configPath?: string; bundle?: string }): Promise<void> {
     if (this.st !== 'new') throw new VmNotReadyError(`sandbox ${this.id} is already ${this.st}`);
     this.st = 'starting';
     const parts = this.o.parts ?? realParts;
@@ -162,7 +172,10 @@ export class Sandbox {
       const addr = hv.agentAddress();
       const dialSec = cfg.agent.dial_timeout || 30;
       t = performance.now();
-      const agent = await parts.dialAgent({ socketPath: addr.socketPath, port: addr.port, timeoutMs: dialSec * 1000, signal, log });
+      const agent = await parts.dialAgent({
+        socketPath: addr.socketPath, port: addr.port, timeoutMs: dialSec * 1000, signal, log,
+        consoleHint: consoleHint(this.id, o.bundle, Boolean(cfg.hypervisor.enable_debug)),
+      });
       span(log, 'agent-dial', t, { sandbox: this.id });
       this.agent = agent;
       agent.onClose((err) => this.died(`the agent connection closed: ${describe(err)}`));

@@ -42,6 +42,7 @@ class FakeProc {
 
 function fakeParts(calls: string[], scripts: Record<string, { out?: string; exit?: number }>) {
   const procs = new Map<string, FakeProc>();
+  const dialed: any[] = [];
   const key = (c: string, e: string) => `${c}/${e || c}`;
   let closeCb: ((e: Error) => void) | undefined;
   let vmExit!: (x: { reason: string; detail: string }) => void;
@@ -109,9 +110,9 @@ function fakeParts(calls: string[], scripts: Record<string, { out?: string; exit
       resize: async () => {},
       counters: async () => ({}),
     }),
-    dialAgent: (async () => { calls.push('dial'); return agent; }) as any,
+    dialAgent: (async (o: any) => { calls.push('dial'); dialed.push(o); return agent; }) as any,
   };
-  return { parts, procs, killVm: (detail: string) => vmExit({ reason: 'vmm-exited', detail }), closeAgent: (e: Error) => closeCb?.(e) };
+  return { parts, procs, dialed, killVm: (detail: string) => vmExit({ reason: 'vmm-exited', detail }), closeAgent: (e: Error) => closeCb?.(e) };
 }
 
 let dir: string;
@@ -369,5 +370,12 @@ describe('task service', () => {
     const spans = lines.filter((l) => l.includes('msg="span"')).map((l) => /span=(\S+) duration_ms=(\d+(\.\d+)?)(\s|$)/.exec(l)?.[1]);
     expect(spans).toEqual(['sandbox-setup', 'vmm-launch', 'vm-create-boot', 'agent-dial', 'container-create', 'container-start', 'exit-to-event', 'delete-cleanup']);
     expect(lines.find((l) => l.includes('span=container-create'))).toMatch(/^time="[^"]+" level=debug msg="span" subsystem=shim container=s span=container-create duration_ms=\d/);
+  });
+  it('dialAgent is told where the guest console goes (the shim log of this bundle)', async () => {
+    const { call, f } = setup();
+    const b = bundle('h');
+    await call('Create', { id: 'h', bundle: b });
+    expect(f.dialed[0].consoleHint).toBe(`the shim log (${b}/log, copied into containerd's log): lines with sandbox=h process=cloud-hypervisor; the guest console is off: set [hypervisor.clh] enable_debug = true to see it`);
+    await call('Delete', { id: 'h' });
   });
 });

@@ -133,7 +133,7 @@ export class TaskService {
         sb.onDied((why) => this.vmDied(why));
         sb.onOOM((cid) => this.oom(cid));
         const opts = req.options ? { typeUrl: req.options.type_url ?? '', value: req.options.value ?? new Uint8Array() } : undefined;
-        await sb.start({ spec, configPath: runtimeOptionsConfigPath(opts) });
+        await sb.start({ spec, configPath: runtimeOptionsConfigPath(opts), bundle: req.bundle });
       }
       gaveUp();
       const agent = this.agent();
