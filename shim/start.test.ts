@@ -104,6 +104,15 @@ describe('containerd version probe', () => {
       expect(await cachedContainerdVersion(sock, cache)).toBe('v2.1.9');
       expect(await cachedContainerdVersion(sock, cache)).toBe('v2.1.9');
       expect(calls).toBe(2);
+      // Entries of containerds that are gone are pruned; the live one (our parent) stays.
+      const { readdirSync: ls } = await import('node:fs');
+      const [mine] = ls(cache);
+      writeFileSync(join(cache, 'dead'), JSON.stringify({ who: '2147483646:1', version: 'v1.6.0' }));
+      writeFileSync(join(cache, 'reused'), JSON.stringify({ who: `${process.pid}:1`, version: 'v1.7.0' }));
+      writeFileSync(join(cache, 'garbage'), 'not json');
+      writeFileSync(join(cache, `${mine}.2147483646`), '{');
+      expect(await cachedContainerdVersion(sock, cache)).toBe('v2.1.9');
+      expect(ls(cache)).toEqual([mine]);
       expect(await containerdVersion(join(dir, 'nobody.sock'), 500)).toBeUndefined();
     } finally {
       srv.close();

@@ -2,7 +2,7 @@
 // It answers with the sandbox's address for a pod container, or creates the socket, re-executes
 // itself detached as the daemon with the listener on fd 3, and prints the address.
 import { spawn } from 'node:child_process';
-import { closeSync, constants, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync, chmodSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync, chmodSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { connect, createServer, type Server } from 'node:net';
@@ -152,15 +152,38 @@ export async function containerdVersion(grpcAddress: string, timeoutMs: number):
 
 export const VERSION_CACHE_DIR = '/run/kata-ts/containerd-version';
 
-/** Our parent (the containerd that runs `start`) as pid + start time, which survives pid reuse. */
-function parentIdentity(): string | undefined {
+/** A process as pid + start time, which survives pid reuse; undefined when it is gone. */
+function identity(pid: number): string | undefined {
   try {
-    const stat = readFileSync(`/proc/${process.ppid}/stat`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 22 (starttime), counted after the parenthesised command name.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return `${process.ppid}:${fields[19]}`;
+    return `${pid}:${fields[19]}`;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Removes the entries of containerds that are gone (each test containerd leaves one). A few
+ * small files: cheaper than the probe it saves.
+ */
+export function pruneVersionCache(cacheDir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(cacheDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const file = join(cacheDir, name);
+    let who: string | undefined;
+    try {
+      who = (JSON.parse(readFileSync(file, 'utf8')) as { who?: string }).who;
+    } catch { /* unreadable, or a temp file being renamed: judged by its pid suffix below */ }
+    const pid = Number(who?.split(':')[0] ?? /\.(\d+)$/.exec(name)?.[1]);
+    const alive = who ? identity(pid) === who : Number.isInteger(pid) && pid > 0 && identity(pid) !== undefined;
+    if (!alive) rmSync(file, { force: true });
   }
 }
 
@@ -169,7 +192,8 @@ function parentIdentity(): string | undefined {
  * for every container and the answer only changes when containerd is restarted.
  */
 export async function cachedContainerdVersion(grpcAddress: string, cacheDir: string): Promise<string | undefined> {
-  const who = parentIdentity();
+  const who = identity(process.ppid);
+  pruneVersionCache(cacheDir);
   const file = join(cacheDir, createHash('sha256').update(grpcAddress).digest('hex').slice(0, 32));
   if (who) {
     try {
