@@ -1,5 +1,5 @@
 // The fifo behaviour the shim relies on, against real fifos.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeSync, readSync, constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +45,27 @@ describe('fifo stdio', () => {
     io.closeStdin();
     await ended;
     closeSync(w);
+    io.destroy();
+  });
+
+  it('CloseIO right after the writer left loses no byte still in the fifo or buffers', async () => {
+    const inPath = fifo('in');
+    const io = await openProcessIO(parseStdio({ stdin: inPath, stdout: '', stderr: '', terminal: false }), o);
+    let total = 0;
+    // A slow reader (the guest): data piles up in the fifo and our buffers while the writer finishes.
+    const ended = new Promise<void>((r) => {
+      io.stdin!.on('data', (c: Buffer) => {
+        total += c.length;
+        io.stdin!.pause();
+        setTimeout(() => io.stdin!.resume(), 2);
+      }).once('end', () => r());
+    });
+    // containerd's client: write everything, close the fifo, then CloseIO.
+    // Not execFileSync: 1 MiB does not fit in the fifo, and this process is its reader.
+    await new Promise<void>((resolve, reject) => execFile('sh', ['-c', `yes 0123456789 | head -c 1048576 > ${inPath}`], (err) => (err ? reject(err) : resolve())));
+    io.closeStdin();
+    await ended;
+    expect(total).toBe(1048576);
     io.destroy();
   });
 
