@@ -65,6 +65,9 @@ export interface ProcessIO {
 }
 
 /** A fifo end as a libuv pipe: non-blocking, with backpressure, never a thread-pool write. */
+/** After CloseIO, how long a stdin fifo may stay open without sending anything before it is cut off. */
+const STDIN_DRAIN_IDLE_MS = 2_000;
+
 function fifoSocket(path: string, flags: number, what: string, dir: 'in' | 'out'): Socket {
   let fd: number;
   try {
@@ -212,12 +215,37 @@ function makeIO(p: {
   }
   for (const w of [p.stdout, p.stderr]) w?.on('error', () => { /* reader went away; the pump sees the failed write */ });
   let closed = false;
-  const closeStdin = () => {
+  const cutStdin = () => {
     if (p.stdinSock) {
       p.stdinSock.unpipe();
       p.stdinSock.destroy();
     }
     if (stdin && !stdin.writableEnded) stdin.end();
+  };
+  // containerd's client closes its end of the fifo before it sends CloseIO, so what it wrote
+  // may still sit in the fifo or in our buffers: read on to EOF (the pipe then ends `stdin`).
+  // Only a writer that stays and sends nothing is cut off, after STDIN_DRAIN_IDLE_MS.
+  const closeStdin = () => {
+    const sock = p.stdinSock;
+    if (!sock || sock.destroyed || sock.readableEnded) return cutStdin();
+    let progressed = false;
+    const onData = () => { progressed = true; };
+    sock.on('data', onData);
+    const check = () => {
+      // Backpressure (the guest is slow), not the writer, may be what holds data back.
+      const waiting = sock.isPaused() || (stdin?.writableLength ?? 0) > 0;
+      if (progressed || waiting) {
+        progressed = false;
+        timer.refresh();
+        return;
+      }
+      cutStdin();
+    };
+    const timer = setTimeout(check, STDIN_DRAIN_IDLE_MS);
+    sock.once('close', () => {
+      clearTimeout(timer);
+      sock.off('data', onData);
+    });
   };
   return {
     stdin,
@@ -235,7 +263,7 @@ function makeIO(p: {
     },
     destroy() {
       closed = true;
-      closeStdin();
+      cutStdin();
       p.stdout?.destroy();
       p.stderr?.destroy();
       p.onDestroy?.();
