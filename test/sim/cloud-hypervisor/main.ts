@@ -1,5 +1,5 @@
 // cloud-hypervisor simulator: launched exactly like the real binary (see test/sim/README.md).
-import { existsSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { existsSync, openSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { helpText, parseCli, type Cli } from './cli.js';
@@ -71,7 +71,8 @@ async function main(): Promise<void> {
   // Loading the document may take a while on a busy machine: bind the socket first (vmm.ping
   // never waits for it); validators are compiled when a body first needs one.
   const openapi = new Promise<OpenApi>((resolve) => setImmediate(() => {
-    OpenApi.load(openapiFile).then(resolve, (e: Error) => {
+    // The parsed document is cached beside this executable (the build output), never in a temp dir.
+    OpenApi.load(openapiFile, dirname(realpathSync(process.argv[1]))).then(resolve, (e: Error) => {
       process.stderr.write(`cloud-hypervisor (kata-ts simulator): cannot load ${openapiFile}: ${e.message}\n`);
       exit(1);
     });

@@ -5,7 +5,6 @@
 // the document's sha256, and each body's validator is compiled on first use.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import { ApiError } from './errors.js';
@@ -46,15 +45,20 @@ type Doc = {
   components: { schemas: Record<string, unknown> };
 };
 
-/** The parsed document: from the JSON cache when it matches the file's sha256, else parsed (and cached). */
-export async function readOpenApiDoc(file: string, cacheDir = tmpdir()): Promise<Doc> {
+/**
+ * The parsed document: from the JSON cache in `cacheDir` (when given) if it matches the file's
+ * sha256, else parsed (and cached there).
+ */
+export async function readOpenApiDoc(file: string, cacheDir?: string): Promise<Doc> {
   const text = readFileSync(file);
-  const cache = join(cacheDir, `ch-sim-openapi-${createHash('sha256').update(text).digest('hex')}.json`);
-  try { return JSON.parse(readFileSync(cache, 'utf8')) as Doc; } catch { /* absent or torn: parse the YAML */ }
+  const cache = cacheDir && join(cacheDir, `ch-sim-openapi-${createHash('sha256').update(text).digest('hex')}.json`);
+  if (cache) {
+    try { return JSON.parse(readFileSync(cache, 'utf8')) as Doc; } catch { /* absent or torn: parse the YAML */ }
+  }
   // Imported here so that a cached start never evaluates the YAML parser.
   const { parse } = await import('yaml');
   const doc = parse(text.toString('utf8')) as Doc;
-  try {
+  if (cache) try {
     const tmp = `${cache}.${process.pid}`;
     writeFileSync(tmp, JSON.stringify(doc));
     renameSync(tmp, cache);
