@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
 import { Containerd, image, processesWith, runtimeType, settleLeftovers, uniqueId } from './harness.js';
 import { missing, tools } from '../env.js';
+import { VERSION_CACHE_DIR, pruneVersionCache } from '../../shim/start.js';
 
 /** KiB figures of /proc/<pid>/smaps_rollup. */
 export function memOf(pid: number): { rss: number; pss: number; anon: number; pssFile: number } {
@@ -34,6 +35,7 @@ describe.skipIf(skip)(`shim daemon memory${skip ? ` (skipped: ${skip})` : ''}`, 
       await c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
     } finally {
       await c.stop();
+      pruneVersionCache(VERSION_CACHE_DIR);
     }
     expect(await settleLeftovers([id])).toEqual([]);
   }, 180_000);

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Containerd, image, runtimeType, settleLeftovers, uniqueId } from './harness.js';
 import { missing, tools } from '../env.js';
-import { containerdVersion } from '../../shim/start.js';
+import { VERSION_CACHE_DIR, containerdVersion, pruneVersionCache } from '../../shim/start.js';
 
 const run = ['run', '--rm', '--runtime', runtimeType];
 
@@ -37,7 +37,8 @@ for (const version of ['1.6', '2'] as const) {
   describe.skipIf(skip)(`kata-ts on containerd ${version}${skip ? ` (skipped: ${skip})` : ''}`, () => {
     let c: Containerd;
     beforeAll(async () => { c = await Containerd.start({ version }); });
-    afterAll(async () => { await c?.stop(); });
+    // Its containerd is gone now: `start`'s version cache entry for it goes too.
+    afterAll(async () => { await c?.stop(); pruneVersionCache(VERSION_CACHE_DIR); });
 
     test('ctr run --rm: stdout, stderr and the exit code', async () => {
       const id = uniqueId('t1');
@@ -347,6 +348,7 @@ describe.skipIf(why('1.7'))(`kata-ts on containerd 1.7${why('1.7') ? ` (skipped:
       await expectClean([id]);
     } finally {
       await c.stop();
+      pruneVersionCache(VERSION_CACHE_DIR);
     }
   }, 120_000);
 });
