@@ -257,7 +257,9 @@ export class Sandbox {
       const log = this.o.log;
       if (graceful && prev === 'ready' && this.agent) {
         try {
-          await Promise.race([this.agent.destroySandbox(), new Promise((r) => setTimeout(r, 5000))]);
+          // Bounded; the timer is cleared so that nothing outlives the teardown.
+          let t: NodeJS.Timeout | undefined;
+          await Promise.race([this.agent.destroySandbox(), new Promise((r) => { t = setTimeout(r, 5000); })]).finally(() => clearTimeout(t));
         } catch (err) {
           log.warn('DestroySandbox failed', { error: describe(err) });
         }
