@@ -246,10 +246,13 @@ export class Agent {
     spec.linux ??= {};
     const ns: { type: string; path?: string }[] = (spec.linux.namespaces ?? []).filter((n: { type: string }) => n.type !== 'network');
     if (this.netns) ns.push({ type: 'network', path: this.netns });
-    if (r.sandboxPidns && this.sandbox?.pidnsOf) {
-      const first = this.containers.get(this.sandbox.pidnsOf)?.init?.pid();
-      if (first) ns.splice(ns.findIndex((n) => n.type === 'pid'), ns.some((n) => n.type === 'pid') ? 1 : 0, { type: 'pid', path: `/proc/${first}/ns/pid` });
-    }
+    // The runtime strips the pid namespace; the agent always gives the container one: the
+    // sandbox's when sandbox_pidns is set, else a new one (a container never shares the guest
+    // init's pid namespace, which a user-namespaced container could not mount /proc for).
+    const first = r.sandboxPidns && this.sandbox?.pidnsOf ? this.containers.get(this.sandbox.pidnsOf)?.init?.pid() : undefined;
+    const withoutPid = ns.filter((n) => n.type !== 'pid');
+    withoutPid.push(first ? { type: 'pid', path: `/proc/${first}/ns/pid` } : { type: 'pid' });
+    ns.splice(0, ns.length, ...withoutPid);
     spec.linux.namespaces = ns;
     spec.linux.cgroupsPath = `${this.view.cgroupParent || `/kata-ts-sim/${posix.basename(this.view.guestDir)}`}/${id}`;
     // The guest's own mount of the rootfs: the host folders above it (0750, root) would stop a

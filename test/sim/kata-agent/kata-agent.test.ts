@@ -224,6 +224,17 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
     }
   });
 
+  it('gives a container its own pid namespace although the runtime strips it from the spec (as Kata does)', async () => {
+    const s = spec('pidns', ['sh', '-c', 'echo $$']);
+    s.Linux!.Namespaces = s.Linux!.Namespaces!.filter((n) => n.Type !== 'pid');
+    await call('CreateContainer', { containerId: 'pidns', execId: 'pidns', OCI: s }, grpc.CreateContainerRequest);
+    const out = readAll('pidns', 'pidns', 'ReadStdout');
+    await call('StartContainer', { containerId: 'pidns' }, grpc.StartContainerRequest);
+    expect(await wait('pidns', 'pidns')).toBe(0);
+    expect(await out).toBe('1\n');
+    await call('RemoveContainer', { containerId: 'pidns' }, grpc.RemoveContainerRequest);
+  });
+
   it('runs a container with runc: stdout, stderr, stdin, real exit status, EOF after exit', async () => {
     await createStart('c1', ['sh', '-c', 'echo out; echo err >&2; read x; echo got $x; hostname; exit 3']);
     const out = readAll('c1', 'c1', 'ReadStdout');
