@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { busyboxImageName, buildBusyboxImage } from '../images/busybox.js';
 import { kataClhConfigFor } from '../kata-config.js';
 import { depsDir, distDir, tools } from '../env.js';
+import { pruneVersionCache, VERSION_CACHE_DIR } from '../../shim/start.js';
 
 export type ContainerdVersion = '1.6' | '1.7' | '2';
 export const runtimeType = 'io.containerd.kata-ts.v2';
@@ -210,6 +211,8 @@ export class Containerd {
       }
     }
     await this.reapShims();
+    // The shim caches each containerd's version by pid; this one is gone now.
+    pruneVersionCache(VERSION_CACHE_DIR);
     // containerd leaves overlay snapshots mounted only while containers run; unmount stragglers.
     for (const m of mountsUnder(this.dir).reverse()) await run('umount', ['-l', m]);
     rmSync(this.dir, { recursive: true, force: true });
