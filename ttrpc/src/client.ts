@@ -17,6 +17,7 @@ import {
   type FrameSink,
 } from './framing.js';
 import { noopLogger, type Logger } from './log.js';
+import { Inbox } from './inbox.js';
 import { metadataToPairs, type Metadata } from './metadata.js';
 import { Code, MAX_MESSAGE, oversizeError, StatusError } from './status.js';
 
@@ -308,10 +309,7 @@ class UnaryCall implements Slot {
 export class ClientStream implements AsyncIterable<Uint8Array> {
   #id = 0;
   #slots: Map<number, Slot> | undefined;
-  #queue: Uint8Array[] = [];
-  #waiters: { resolve: (v: Uint8Array | undefined) => void; reject: (e: Error) => void }[] = [];
-  #ended = false;
-  #error: Error | undefined;
+  readonly #inbox = new Inbox();
   #localClosed: boolean;
   #timer: NodeJS.Timeout | undefined;
   #signal: AbortSignal | undefined;
@@ -336,7 +334,7 @@ export class ClientStream implements AsyncIterable<Uint8Array> {
 
   /** Sends one message (a Data frame). Throws StatusError / ClosedError. */
   send(payload: Uint8Array): void {
-    if (this.#error) throw this.#error;
+    if (this.#inbox.error) throw this.#inbox.error;
     if (this.#localClosed) throw new StatusError(Code.FAILED_PRECONDITION, 'ttrpc: stream send side is closed');
     this.client.sendData(this.#id, 0, payload);
   }
@@ -345,25 +343,17 @@ export class ClientStream implements AsyncIterable<Uint8Array> {
   closeSend(): void {
     if (this.#localClosed) return;
     this.#localClosed = true;
-    if (this.#error || this.#ended) return;
+    if (this.#inbox.error || this.#inbox.ended) return;
     this.client.sendData(this.#id, FLAG_REMOTE_CLOSED | FLAG_NO_DATA, EMPTY);
   }
 
   /** The next message from the server, or undefined once it has closed its side. */
   recv(): Promise<Uint8Array | undefined> {
-    const m = this.#queue.shift();
-    if (m) return Promise.resolve(m);
-    if (this.#error) return Promise.reject(this.#error);
-    if (this.#ended) return Promise.resolve(undefined);
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    return this.#inbox.recv();
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    for (;;) {
-      const m = await this.recv();
-      if (m === undefined) return;
-      yield m;
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return this.#inbox[Symbol.asyncIterator]();
   }
 
   /** @internal */
@@ -380,10 +370,8 @@ export class ClientStream implements AsyncIterable<Uint8Array> {
 
   /** @internal Ends the stream with an error (connection gone, oversize, ...). */
   fail(err: Error): void {
-    if (this.#error || this.#ended) return;
-    this.#error = err;
+    if (this.#inbox.ended || !this.#inbox.fail(err)) return;
     this.#finish();
-    for (const w of this.#waiters.splice(0)) w.reject(err);
   }
 
   #abandon(err: Error): void {
@@ -396,10 +384,10 @@ export class ClientStream implements AsyncIterable<Uint8Array> {
       this.#slots?.delete(this.#id);
       const r = statusFrom(data);
       if (r.err) return this.fail(r.err);
-      this.#push(r.payload);
+      this.#inbox.push(r.payload);
       this.#end();
     } else if (type === TYPE_DATA) {
-      if (!(flags & FLAG_NO_DATA)) this.#push(data);
+      if (!(flags & FLAG_NO_DATA)) this.#inbox.push(data);
       if (flags & FLAG_REMOTE_CLOSED) {
         this.#slots?.delete(this.#id);
         this.#end();
@@ -407,18 +395,10 @@ export class ClientStream implements AsyncIterable<Uint8Array> {
     }
   }
 
-  #push(m: Uint8Array): void {
-    const w = this.#waiters.shift();
-    if (w) w.resolve(m);
-    else this.#queue.push(m);
-  }
-
   #end(): void {
-    if (this.#ended || this.#error) return;
-    this.#ended = true;
+    if (!this.#inbox.end()) return;
     this.#localClosed = true;
     this.#finish();
-    for (const w of this.#waiters.splice(0)) w.resolve(undefined);
   }
 
   #finish(): void {

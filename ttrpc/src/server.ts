@@ -17,6 +17,7 @@ import {
   type FrameSink,
 } from './framing.js';
 import { noopLogger, type Logger } from './log.js';
+import { Inbox } from './inbox.js';
 import { metadataFromPairs, type Metadata } from './metadata.js';
 import { Code, MAX_MESSAGE, oversizeError, StatusError } from './status.js';
 
@@ -212,10 +213,7 @@ class Ctx implements CallContext {
 }
 
 class ServerStreamImpl implements ServerStream {
-  #queue: Uint8Array[] = [];
-  #waiters: { resolve: (v: Uint8Array | undefined) => void; reject: (e: Error) => void }[] = [];
-  #remoteClosed = false;
-  #error: Error | undefined;
+  readonly #inbox = new Inbox();
   finished = false;
 
   constructor(
@@ -224,45 +222,30 @@ class ServerStreamImpl implements ServerStream {
   ) {}
 
   send(payload: Uint8Array): void {
-    if (this.#error) throw this.#error;
+    if (this.#inbox.error) throw this.#inbox.error;
     if (this.finished) throw new StatusError(Code.FAILED_PRECONDITION, 'ttrpc: stream already finished');
     if (payload.length > MAX_MESSAGE) throw oversizeError(payload.length);
     this.conn.sendData(this.id, 0, payload);
   }
 
   recv(): Promise<Uint8Array | undefined> {
-    const m = this.#queue.shift();
-    if (m) return Promise.resolve(m);
-    if (this.#error) return Promise.reject(this.#error);
-    if (this.#remoteClosed) return Promise.resolve(undefined);
-    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    return this.#inbox.recv();
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    for (;;) {
-      const m = await this.recv();
-      if (m === undefined) return;
-      yield m;
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return this.#inbox[Symbol.asyncIterator]();
   }
 
   push(m: Uint8Array): void {
-    if (this.#remoteClosed || this.#error) return;
-    const w = this.#waiters.shift();
-    if (w) w.resolve(m);
-    else this.#queue.push(m);
+    this.#inbox.push(m);
   }
 
   closeRemote(): void {
-    if (this.#remoteClosed) return;
-    this.#remoteClosed = true;
-    for (const w of this.#waiters.splice(0)) w.resolve(undefined);
+    this.#inbox.end();
   }
 
   fail(err: Error): void {
-    if (this.#error) return;
-    this.#error = err;
-    for (const w of this.#waiters.splice(0)) w.reject(err);
+    this.#inbox.fail(err);
   }
 }
 
