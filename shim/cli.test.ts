@@ -15,7 +15,7 @@ describe('parseArgs (Go flag syntax)', () => {
     expect(parseArgs(['-namespace', 'ns', '-id', 'x']).action).toBe('serve');
   });
   it.each([
-    [['-v'], 'version'], [['-version'], 'version'], [['--version'], 'version'], [['-info'], 'info'],
+    [['-v'], 'version'], [['-version'], 'version'], [['--version'], 'version'], [['-info'], 'info'], [['-h'], 'help'], [['--help'], 'help'], [['-help', '-v'], 'help'],
   ] as const)('%j → %s', (argv, action) => {
     expect(parseArgs(argv).action).toBe(action);
   });

@@ -2,7 +2,7 @@
 // argument list for Go shims, so every spelling Go accepts must work here too.
 import { UsageError } from './errors.js';
 
-export type Action = 'start' | 'delete' | 'serve' | 'version' | 'info';
+export type Action = 'start' | 'delete' | 'serve' | 'version' | 'info' | 'help';
 
 export interface ShimFlags {
   namespace: string;
@@ -16,6 +16,7 @@ export interface ShimFlags {
   socket: string;
   debugSocket: string;
   version: boolean;
+  help: boolean;
   info: boolean;
 }
 
@@ -38,12 +39,42 @@ const FLAGS: Record<string, FlagSpec> = {
   v: { key: 'version', bool: true },
   version: { key: 'version', bool: true },
   info: { key: 'info', bool: true },
+  h: { key: 'help', bool: true },
+  help: { key: 'help', bool: true },
 };
+
+/** What `-h` prints: the commands and flags (containerd passes the same ones to every shim). */
+export const USAGE = `Usage: containerd-shim-kata-ts-v2 [flags] [start|delete]
+
+containerd shim v2 (runtime io.containerd.kata-ts.v2) that runs each pod in its own Cloud
+Hypervisor VM, reading Kata Containers' configuration.toml. containerd runs it; you rarely do.
+
+Commands:
+  start     start (or join) the pod's shim daemon; print its address for containerd
+  delete    clean up after a shim that died (VM, virtiofsd, mounts); print a DeleteResponse
+  (none)    serve the task API on fd 3 or -socket (the daemon that start spawns)
+
+Flags:
+  -namespace string       containerd namespace
+  -address string         containerd's gRPC socket
+  -publish-binary string  containerd's binary (unused: events go to TTRPC_ADDRESS)
+  -id string              task id (the sandbox id for a pod's first container)
+  -bundle string          bundle directory (delete)
+  -socket string          serve on this socket path instead of fd 3
+  -debug-socket string    accepted for containerd 2.x; unused
+  -debug                  debug logging (also [runtime] enable_debug in the Kata config)
+  -info                   print RuntimeInfo (protobuf) for the runtime options on stdin
+  -v, -version            print version, commit and the bundled Node version
+  -h, -help               print this help
+
+Config: the runtime options' ConfigPath, then KATA_CONF_FILE, then
+/etc/kata-containers/ and /opt/kata/share/defaults/kata-containers/ (see config/README.md).
+`;
 
 function defaults(): ShimFlags {
   return {
     namespace: '', address: '', publishBinary: '', id: '', bundle: '',
-    debug: false, socket: '', debugSocket: '', version: false, info: false,
+    debug: false, socket: '', debugSocket: '', version: false, info: false, help: false,
   };
 }
 
@@ -82,7 +113,8 @@ export function parseArgs(argv: readonly string[]): ShimArgs {
   }
   const rest = argv.slice(i);
   let action: Action;
-  if (flags.version) action = 'version';
+  if (flags.help) action = 'help';
+  else if (flags.version) action = 'version';
   else if (flags.info) action = 'info';
   else if (rest.length === 0) action = 'serve';
   else if (rest[0] === 'start' || rest[0] === 'delete') action = rest[0];

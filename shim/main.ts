@@ -1,11 +1,15 @@
 // containerd-shim-kata-ts-v2: `start`, `delete`, `-info`, `-v`, or (no action) the daemon.
 // The server side is imported lazily: `start` and `delete` run once per container and stay lean.
 import { writeSync } from 'node:fs';
-import { parseArgs, type ShimArgs } from './cli.js';
+import { parseArgs, USAGE, type ShimArgs } from './cli.js';
 import { describe } from './errors.js';
 import { createLogger } from './log.js';
 import { RUNTIME_NAME, SHIM_VERSION, decodeAnyOrUndefined, encodeRuntimeInfo } from './protocol.js';
 import { readAllStdin, runStart } from './start.js';
+
+// Set by the build (packaging/sea.mjs); absent when run from sources.
+declare const __KATA_TS_COMMIT__: string | undefined;
+const COMMIT = typeof __KATA_TS_COMMIT__ === 'string' ? __KATA_TS_COMMIT__ : 'unknown';
 
 function writeAll(fd: number, b: Uint8Array | string): void {
   const buf = typeof b === 'string' ? Buffer.from(b) : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
@@ -22,8 +26,11 @@ async function main(): Promise<number> {
   }
   const { flags } = args;
   switch (args.action) {
+    case 'help':
+      writeAll(1, USAGE);
+      return 0;
     case 'version':
-      writeAll(1, `containerd-shim-kata-ts-v2:\n  Version: ${SHIM_VERSION}\n  Runtime: ${RUNTIME_NAME}\n  Node: ${process.version}\n`);
+      writeAll(1, `containerd-shim-kata-ts-v2:\n  Version: ${SHIM_VERSION}\n  Commit: ${COMMIT}\n  Runtime: ${RUNTIME_NAME}\n  Node: ${process.version}\n`);
       return 0;
     case 'info': {
       const stdin = await readAllStdin();
