@@ -167,7 +167,7 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
     await call('RemoveContainer', { containerId: 'x2' }, grpc.RemoveContainerRequest);
   });
 
-  it('creates the container process at CreateContainer: a missing executable fails there, Stats works before Start', async () => {
+  it('creates the container process at CreateContainer: a missing executable fails there, Stats works before Start (containerd TestContainerNoBinaryExists, TestRegressionIssue6429, TestContainerMetrics)', async () => {
     const guest = readdirSync(guestTmp).filter((e) => e.startsWith('ch-sim-guest-'))[0];
     const e = await fails(call('CreateContainer', { containerId: 'nb', execId: 'nb', OCI: spec('nb', ['notfound404']) }, grpc.CreateContainerRequest));
     expect(e).toMatchObject({ code: Code.INTERNAL, message: expect.stringContaining('executable file not found') });
@@ -224,7 +224,7 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
     }
   });
 
-  it('gives a container its own pid namespace although the runtime strips it from the spec (as Kata does)', async () => {
+  it('gives a container its own pid namespace although the runtime strips it from the spec, as the agent does (containerd TestUserNamespaces)', async () => {
     const s = spec('pidns', ['sh', '-c', 'echo $$']);
     s.Linux!.Namespaces = s.Linux!.Namespaces!.filter((n) => n.Type !== 'pid');
     await call('CreateContainer', { containerId: 'pidns', execId: 'pidns', OCI: s }, grpc.CreateContainerRequest);
