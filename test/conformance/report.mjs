@@ -83,6 +83,11 @@ if (process.argv[1]?.endsWith('report.mjs')) {
   const kata = parseGoTestV(kataText);
   const skips = parseSkips(readFileSync(skipsFile, 'utf8'));
   const rows = kataRan ? compare(runc, kata, skips) : compare(runc, new Map(), new Map()).map((r) => ({ ...r, kata: 'not run', regression: false }));
+  if (flag === '--regressions') {
+    // Top-level names of the tests that pass with runc and fail with kata-ts (for a re-run).
+    console.log([...new Set(rows.filter((r) => r.regression).map((r) => r.name.split('/')[0]))].join(' '));
+    process.exit(0);
+  }
   const w = Math.max(...rows.map((r) => r.name.length), 4);
   console.log(`${'test'.padEnd(w)}  ${'runc'.padEnd(9)}  kata-ts`);
   for (const r of rows) {
