@@ -190,7 +190,15 @@ export class TaskService {
       this.emit('/tasks/start', TypeUrl.taskStart, ev.TaskStart, { containerId: c.id, pid: p.pid });
     } else {
       p.agentExecId = randomUUID();
-      await agent.execProcess({ containerId: c.id, execId: p.agentExecId, process: toGuestProcess(p.spec) });
+      try {
+        await agent.execProcess({ containerId: c.id, execId: p.agentExecId, process: toGuestProcess(p.spec) });
+      } catch (err) {
+        // It never ran. As runc's shim does: close its stdio, so the client's copiers end (ctr
+        // 1.6 waits for them after a failed Start), and release its Wait. No exit event.
+        p.io?.destroy();
+        p.markExited(255);
+        throw err;
+      }
       p.pid = this.pid;
       p.sm.step('start');
       this.emit('/tasks/exec-started', TypeUrl.taskExecStarted, ev.TaskExecStarted, { containerId: c.id, execId: p.execId, pid: p.pid });

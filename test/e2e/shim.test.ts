@@ -115,6 +115,29 @@ for (const version of ['1.6', '2'] as const) {
       await expectClean([id]);
     });
 
+    // Found by trying kata-ts as a new user: ctr 1.6 hung forever on an exec whose Start failed.
+    test('an exec of a program that does not exist fails at once, and the task keeps running', async () => {
+      const id = uniqueId('nx');
+      expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sleep', '600'])).code).toBe(0);
+      try {
+        await waitForStatus(c, id, 'RUNNING');
+        const t0 = Date.now();
+        const r = await c.ctr(['task', 'exec', '--exec-id', 'x1', id, '/nonexistent'], { timeoutMs: 30_000 });
+        expect(r.code).not.toBe(0);
+        expect(Date.now() - t0).toBeLessThan(20_000);
+        expect(r.stderr).toMatch(/nonexistent/);
+        // The failed exec is gone; the same exec id can be used again.
+        const again = await c.ctr(['task', 'exec', '--exec-id', 'x1', id, 'sh', '-c', 'exit 4'], { timeoutMs: 30_000 });
+        expect(again.code).toBe(4);
+        await waitForStatus(c, id, 'RUNNING');
+      } finally {
+        await c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+        await c.ctr(['task', 'rm', '-f', id]);
+        await c.ctr(['container', 'rm', id]);
+      }
+      await expectClean([id]);
+    });
+
     test('killed by TERM → 143, by KILL → 137 (exec processes)', async () => {
       const id = uniqueId('sig');
       expect((await c.ctr(['run', '-d', '--runtime', runtimeType, image, id, 'sh', '-c', 'while true; do sleep 0.1; done'])).code).toBe(0);
