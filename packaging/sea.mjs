@@ -57,19 +57,21 @@ writeFileSync(join(work, 'sea-config.json'), JSON.stringify({
   execArgv,
 }));
 // The code cache is only accepted by a V8 with the same flags: generate it under execArgv too.
-execFileSync(node, [...execArgv, '--experimental-sea-config', join(work, 'sea-config.json')], { stdio: 'inherit' });
+// Both tools chatter (postject warns about every .note section it cannot name); a failure still
+// throws with their output in the error.
+execFileSync(node, [...execArgv, '--experimental-sea-config', join(work, 'sea-config.json')], { stdio: 'pipe' });
 
 const exe = join(work, 'node');
 copyFileSync(node, exe);
 chmodSync(exe, 0o755);
 // Symbols and debug info are ~20 MiB of the official binary; the executable needs neither.
 try {
-  execFileSync('strip', ['--strip-all', exe]);
+  execFileSync('strip', ['--strip-all', exe], { stdio: 'pipe' });
 } catch {
   console.warn('sea: strip not available; the binary keeps its debug info');
 }
 execFileSync(process.execPath, [join(root, 'node_modules', 'postject', 'dist', 'cli.js'), exe, 'NODE_SEA_BLOB', join(work, 'prep.blob'),
-  '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: 'pipe' });
 mkdirSync(dirname(out), { recursive: true });
 renameSync(exe, out);
 return statSync(out).size;

@@ -81,7 +81,9 @@ export function describe(err: unknown): string {
   let e: unknown = err;
   for (let depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
     if (e instanceof Error) {
-      if (e.message && !parts.includes(e.message)) parts.push(e.message);
+      // A cause whose text the outer message already carries adds nothing.
+      const msg = e.message;
+      if (msg && !parts.some((p) => p.includes(msg))) parts.push(msg);
       e = (e as { cause?: unknown }).cause;
     } else {
       parts.push(String(e));

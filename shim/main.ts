@@ -56,7 +56,14 @@ async function main(): Promise<number> {
     }
     case 'serve': {
       const { runServe } = await import('./serve.js');
-      await runServe({ flags, env: process.env });
+      try {
+        await runServe({ flags, env: process.env });
+      } catch (err) {
+        // Run by hand with no arguments: say what this is rather than only "EINVAL on fd 3".
+        const hint = flags.socket || flags.namespace ? '' : ' (the daemon is started by containerd through `start`; see -h)';
+        writeAll(2, `containerd-shim-kata-ts-v2: ${describe(err)}${hint}\n`);
+        return 1;
+      }
       return -1;
     }
   }

@@ -40,9 +40,17 @@ const BY_CODE: Record<string, Code> = {
 const AGENT_PASS = new Set<number>([Code.NOT_FOUND, Code.ALREADY_EXISTS, Code.INVALID_ARGUMENT, Code.DEADLINE_EXCEEDED,
   Code.FAILED_PRECONDITION, Code.UNIMPLEMENTED, Code.PERMISSION_DENIED, Code.RESOURCE_EXHAUSTED, Code.INTERNAL]);
 
+/** Errors that only say "the sandbox could not start": their cause, when it is known, says why. */
+const WRAPPERS = new Set(['SHIM_VM_NOT_READY']);
+
 export function statusCodeOf(err: unknown): Code {
   if (err instanceof StatusError) return err.code;
-  const e = err as { code?: unknown; grpcCode?: unknown; name?: string } | null;
+  const e = err as { code?: unknown; grpcCode?: unknown; name?: string; cause?: unknown } | null;
+  if (e && typeof e.code === 'string' && WRAPPERS.has(e.code) && e.cause !== undefined) {
+    // A bad config is INVALID_ARGUMENT, not UNAVAILABLE (which callers may retry).
+    const inner = statusCodeOf(e.cause);
+    if (inner !== Code.UNKNOWN) return inner;
+  }
   if (e && typeof e.code === 'string') {
     if (e.code === 'AGENT_RPC' && typeof e.grpcCode === 'number') return AGENT_PASS.has(e.grpcCode) ? e.grpcCode : Code.UNKNOWN;
     const c = BY_CODE[e.code];
