@@ -170,11 +170,16 @@ describe('findConfigFile', () => {
     expect(findConfigFile({ configPath: optFile, env: { KATA_CONF_FILE: envFile }, defaultDirs: dirs })).toBe(optFile);
   });
 
-  it('names every path it tried', () => {
+  it('names every path it tried and why it was no good', () => {
     const d = join(root, 'empty'); mkdirSync(d);
     expect(() => findConfigFile({ env: {}, defaultDirs: [d] })).toThrow(
-      `cannot find a usable config file (default locations); tried: ${d}/configuration-clh-ts.toml, ${d}/configuration.toml`);
-    expect(() => findConfigFile({ env: { KATA_CONF_FILE: '/nope.toml' } })).toThrow(/\(KATA_CONF_FILE\); tried: \/nope\.toml$/);
+      `cannot find a usable config file (default locations); tried: ${d}/configuration-clh-ts.toml (missing), ${d}/configuration.toml (missing)`);
+    expect(() => findConfigFile({ env: { KATA_CONF_FILE: '/nope.toml' } })).toThrow(/\(KATA_CONF_FILE\); tried: \/nope\.toml \(missing\)$/);
+    expect(() => findConfigFile({ configPath: d, env: {} })).toThrow(`tried: ${d} (not a regular file)`);
+  });
+
+  it('refuses a relative path: the shim runs in the bundle directory, not where the user typed it', () => {
+    expect(() => findConfigFile({ configPath: 'rel.toml', env: {} })).toThrow('config file rel.toml (runtime options ConfigPath) must be an absolute path');
   });
 });
 

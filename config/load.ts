@@ -44,18 +44,22 @@ export function findConfigFile(o: { configPath?: string; env: NodeJS.ProcessEnv;
         ...(o.defaultDirs ?? defaultConfigDirs).map((d) => join(d, ownConfigName)),
         ...(o.defaultDirs ?? defaultConfigDirs).map((d) => join(d, 'configuration.toml')),
       ];
+  const from = o.configPath ? 'runtime options ConfigPath' : o.env.KATA_CONF_FILE ? 'KATA_CONF_FILE' : 'default locations';
+  // The shim runs in the bundle directory: a relative path would be read from there, surprisingly.
+  if (explicit && !isAbsolute(explicit)) {
+    throw new ConfigError('CONFIG_INVALID', `config file ${explicit} (${from}) must be an absolute path`, { file: explicit });
+  }
   for (const c of candidates) {
-    tried.push(c);
     try {
       const real = realpathSync(c);
       if (statSync(real).isFile()) return real;
-    } catch {
-      // not there: try the next one
+      tried.push(`${c} (not a regular file)`);
+    } catch (err) {
+      tried.push(`${c} (${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (err as Error).message})`);
     }
   }
-  const from = o.configPath ? 'runtime options ConfigPath' : o.env.KATA_CONF_FILE ? 'KATA_CONF_FILE' : 'default locations';
   throw new ConfigError('CONFIG_NOT_FOUND', `cannot find a usable config file (${from}); tried: ${tried.join(', ')}`, {
-    file: tried[0],
+    file: candidates[0],
   });
 }
 
