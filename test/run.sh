@@ -19,7 +19,8 @@ read -r vp vf vs < <(node -e '
 ' "$work/vitest.json" 2>/dev/null || echo "0 1 0")
 cp=0 cf=0 cs=0
 if [ "${KATA_TS_CONFORMANCE:-1}" != 0 ] && [ $# -eq 0 ]; then
-  bash test/conformance/run.sh 2>&1 | tee "$work/conformance.log" || status=1
+  conf_status=0
+  bash test/conformance/run.sh 2>&1 | tee "$work/conformance.log" || conf_status=1
   # The report's line "kata-ts: 79 pass, 17 skips.md, 1 fail" (words: pass, fail, hung, no result, skip, skips.md).
   line=$(grep -E '^kata-ts: ' "$work/conformance.log" | tail -1 || true)
   read -r cp cf cs < <(awk -F', ' '{
@@ -27,7 +28,10 @@ if [ "${KATA_TS_CONFORMANCE:-1}" != 0 ] && [ $# -eq 0 ]; then
       for (i = 1; i <= NF; i++) { n = $i + 0; k = $i; sub(/^[0-9]+ /, "", k);
         if (k == "pass") p += n; else if (k == "skip" || k == "skips.md") s += n; else if (k != "-") f += n }
       print p + 0, f + 0, s + 0 }' <<<"$line")
-  [ -n "$line" ] || cf=1
+  # The verdict is the script's: a test that fails with runc too is not kata-ts's failure (the
+  # suite has host-dependent tests), so when the verdict passes, those count as skipped.
+  if [ "$conf_status" = 0 ]; then cs=$((cs + cf)); cf=0; else status=1; [ "$cf" -gt 0 ] || cf=1; fi
+  [ -n "$line" ] || { cf=1; status=1; }
   echo "conformance: ${cp} passed, ${cf:-0} failed, ${cs} skipped"
 fi
 echo "vitest: ${vp} passed, ${vf} failed, ${vs} skipped"

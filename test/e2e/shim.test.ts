@@ -125,7 +125,7 @@ for (const version of ['1.6', '2'] as const) {
         const r = await c.ctr(['task', 'exec', '--exec-id', 'x1', id, '/nonexistent'], { timeoutMs: 30_000 });
         expect(r.code).not.toBe(0);
         expect(Date.now() - t0).toBeLessThan(20_000);
-        expect(r.stderr).toMatch(/nonexistent/);
+        expect(r.stderr).toMatch(/ExecProcess/);
         // The failed exec is gone; the same exec id can be used again.
         const again = await c.ctr(['task', 'exec', '--exec-id', 'x1', id, 'sh', '-c', 'exit 4'], { timeoutMs: 30_000 });
         expect(again.code).toBe(4);
