@@ -1,5 +1,5 @@
 // A container in the guest: its bundle (config.json written from the OCI spec it received), its
-// init process (created at CreateContainer, started at StartContainer) and execs run by runc, and what the agent does to it (signal, pause, stats,
+// init process (created at CreateContainer, started at StartContainer) and execs (runc exec --detach), and what the agent does to it (signal, pause, stats,
 // update, OOM notifications, removal).
 import { type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ export type ContainerState = 'created' | 'running' | 'paused' | 'stopped';
 
 const SIGKILL = 9;
 const SIGTERM = 15;
+let ttyCount = 0;
 
 export class Container {
   state: ContainerState = 'created';
@@ -36,7 +37,7 @@ export class Container {
     const pidFile = join(this.bundle, 'init.pid');
     const terminal = !!this.spec.process?.terminal;
     const argv = this.runc.argv(['--log', join(this.bundle, 'runc.log'), '--log-format', 'json', 'create', '--bundle', this.bundle, '--pid-file', pidFile, this.id]);
-    const p = new GuestProcess(this.id, this.id, argv, terminal, pidFile, this.size(this.spec.process ?? {}), this.log, { consoleSocket: join(this.bundle, 'console.sock') });
+    const p = new GuestProcess(this.id, this.id, argv, terminal, pidFile, this.size(this.spec.process ?? {}), this.log, join(this.bundle, 'console.sock'));
     this.init = p;
     void p.exited.then(() => { this.state = 'stopped'; this.stopOomWatcher(); });
     try {
@@ -63,9 +64,9 @@ export class Container {
     this.watchOom();
   }
 
-  private runcLog(): string {
+  private runcLog(dir = this.bundle): string {
     try {
-      const lines = readFileSync(join(this.bundle, 'runc.log'), 'utf8').trim().split('\n').filter(Boolean);
+      const lines = readFileSync(join(dir, 'runc.log'), 'utf8').trim().split('\n').filter(Boolean);
       const errs = lines.map((l) => { try { return JSON.parse(l) as { level: string; msg: string }; } catch { return undefined; } })
         .filter((l) => l && l.level === 'error');
       return errs.map((l) => l!.msg).join('; ');
@@ -100,14 +101,16 @@ export class Container {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'process.json'), JSON.stringify(process));
     const pidFile = join(dir, 'pid');
-    const argv = this.runc.argv(['exec', '--process', join(dir, 'process.json'), '--pid-file', pidFile, ...(process.terminal ? ['--tty'] : []), this.id]);
-    const p = new GuestProcess(this.id, execId, argv, !!process.terminal, pidFile, this.size(process), this.log);
+    const argv = this.runc.argv(['--log', join(dir, 'runc.log'), '--log-format', 'json', 'exec', '--detach', '--process', join(dir, 'process.json'), '--pid-file', pidFile, this.id]);
+    // Beside the guest dir: below the bundle, a 64-character id and an exec id overflow sun_path.
+    const consoleSocket = join(this.bundle, '..', '..', `tty-${++ttyCount}.sock`);
+    const p = new GuestProcess(this.id, execId, argv, !!process.terminal, pidFile, this.size(process), this.log, consoleSocket);
     this.execs.set(execId, p);
     try {
       await p.started();
     } catch (e) {
       this.execs.delete(execId);
-      throw new Error(`failed to exec in container ${this.id}: ${(e as Error).message}`);
+      throw new Error(`failed to exec in container ${this.id}: ${this.runcLog(dir) || (e as Error).message}`);
     }
     return p;
   }
@@ -163,7 +166,12 @@ export class Container {
       ]);
       if (!waited) throw new Error(`container ${this.id} did not stop within ${timeoutMs} ms`);
     }
-    for (const p of this.execs.values()) { p.killRunc(); await p.exited; }
+    // Their helpers end once they reaped the killed execs; one that does not is killed.
+    for (const p of this.execs.values()) {
+      await Promise.race([p.exited, new Promise((r) => setTimeout(r, 2000))]);
+      p.killHelper();
+      await p.exited;
+    }
     this.stopOomWatcher();
     await this.runc.run(['delete', '--force', this.id]);
     this.state = 'stopped';

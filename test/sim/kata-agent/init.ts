@@ -1,13 +1,17 @@
-// The guest init of one container. The real agent is the guest's init (a subreaper): it creates
-// the container process at CreateContainer (`runc create`: runc's own process exits, the
-// container's init is re-parented to the agent) and reaps it itself. Node cannot become a
-// subreaper nor reap a child libuv does not know, so each container's init gets this small
-// python3 helper: it sets PR_SET_CHILD_SUBREAPER, runs `runc create`, tells the agent
-// "created" on fd 3, reaps everything re-parented to it and exits with the container's status
-// (exit code, or 128+signal, decoded like the agent). Non-terminal containers inherit the
-// helper's stdio pipes (owned by the agent) straight through runc; for a terminal the helper
-// receives the pty master on runc's --console-socket and copies it to its stdio, applying
-// "rows cols" lines read on fd 3 as window sizes.
+// The guest's init for each process, a container's init or an exec. The real agent is the guest's
+// init (a subreaper): it creates the container process at CreateContainer (`runc create`: runc's
+// own process exits, the container's init is re-parented to the agent), starts execs the same
+// way, and reaps them itself, so it knows an exec's exit as soon as the exec exits, whoever
+// still holds its stdout (a background child). Node cannot become a subreaper nor reap a child
+// libuv does not know, so each process gets this small python3 helper: it sets
+// PR_SET_CHILD_SUBREAPER, runs `runc create` or `runc exec --detach` (both with --pid-file),
+// tells the agent "created" on fd 3, reaps everything re-parented to it and exits with the
+// process's status (exit code, or 128+signal, decoded like the agent). Non-terminal processes
+// inherit the helper's stdio pipes (owned by the agent) straight through runc; for a terminal
+// the helper receives the pty master on runc's --console-socket and copies it to its stdio,
+// applying "rows cols" lines read on fd 3 as window sizes.
+
+export const python = '/usr/bin/python3';
 
 export const initHelper = String.raw`
 import os, sys, socket, select, fcntl, termios, struct, ctypes
@@ -42,11 +46,11 @@ def reap(block):
             return out
         if p == 0: return out
         out.append((p, st))
-status = None
-while True:
-    for p, st in reap(True):
-        if p == runc: status = st
-    if status is not None: break
+# A quick exec can exit (and be re-parented and reaped) before runc itself does: keep every status.
+early = {}
+while runc not in early:
+    for p, st in reap(True): early[p] = st
+status = early[runc]
 if code(status) != 0:
     if lst: os.unlink(console)
     sys.exit(code(status))
@@ -75,7 +79,7 @@ else:
 os.write(ctl, b'created\n')
 fds = [ctl] + ([master, 0] if master is not None else [])
 ctlbuf = b''
-status = None
+status = early.get(cpid)
 while True:
     for p, st in reap(False):
         if p == cpid: status = st

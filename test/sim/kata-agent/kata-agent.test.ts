@@ -268,6 +268,40 @@ describe.skipIf(!!skip)('kata-agent simulator', () => {
     expect((await fails(wait('c2', 'c2'))).code).toBe(Code.INVALID_ARGUMENT);
   });
 
+  it('quick execs started together each report their own status and output (their helper exits as soon as it says "created")', async () => {
+    await createStart('quick', ['sleep', '1000']);
+    const ids = Array.from({ length: 40 }, (_, i) => i);
+    await Promise.all(ids.map((i) => call('ExecProcess', { containerId: 'quick', execId: `q${i}`, process: { Args: ['sh', '-c', `echo q${i}; exit ${i % 5}`], Env: ['PATH=/bin'], Cwd: '/' } }, grpc.ExecProcessRequest)));
+    const got = await Promise.all(ids.map(async (i) => ({ out: await readAll('quick', `q${i}`, 'ReadStdout'), status: await wait('quick', `q${i}`) })));
+    got.forEach((g, i) => expect(g).toEqual({ out: `q${i}\n`, status: i % 5 }));
+    await call('RemoveContainer', { containerId: 'quick' }, grpc.RemoveContainerRequest);
+  });
+
+  it('an exec exits when it does: a background child holding stdout delays neither WaitProcess nor EOF (500 ms drain)', async () => {
+    await createStart('bg', ['sleep', '1000']);
+    const t0 = Date.now();
+    await call('ExecProcess', { containerId: 'bg', execId: 'b1', process: { Args: ['sh', '-c', 'sleep 30 & echo hi; exit 3'], Env: ['PATH=/bin'], Cwd: '/' } }, grpc.ExecProcessRequest);
+    const out = readAll('bg', 'b1', 'ReadStdout').then((s) => ({ s, ms: Date.now() - t0 }));
+    const status = wait('bg', 'b1').then((s) => ({ s, ms: Date.now() - t0 }));
+    const [o, w] = await Promise.all([out, status]);
+    console.log(`background-child exec: WaitProcess after ${w.ms} ms, stdout EOF after ${o.ms} ms`);
+    expect(w.s).toBe(3);
+    expect(o.s).toBe('hi\n');
+    expect(w.ms).toBeLessThan(2000);
+    expect(o.ms).toBeLessThan(2500);
+    // The background child lives on in the container until it is removed.
+    const stats = await call('StatsContainer', { containerId: 'bg' }, grpc.StatsContainerRequest, grpc.StatsContainerResponse);
+    expect(stats.cgroupStats?.pidsStats?.current).toBe(2);
+    const child = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8') === 'sleep\x0030\x00' && /\/kata-ts-sim\/.*\/bg$/m.test(readFileSync(`/proc/${p}/cgroup`, 'utf8'));
+      } catch { return false; }
+    });
+    expect(child).toBeDefined();
+    await call('RemoveContainer', { containerId: 'bg' }, grpc.RemoveContainerRequest);
+    expect(alive(Number(child))).toBe(false);
+  });
+
   it('terminal processes: a pty, output through ReadStdout, TtyWinResize reaches the container', async () => {
     await createStart('c3', ['sh', '-c', 'tty; stty size; sleep 1; stty size'], true);
     let out = '';

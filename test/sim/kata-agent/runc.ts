@@ -1,5 +1,5 @@
-// runc, run the way a guest agent uses it: a private --root, foreground `run`/`exec` for real
-// exit statuses, short commands for kill/pause/resume/update/events/delete.
+// runc, run the way a guest agent uses it: a private --root, `create`/`exec --detach` under the
+// guest init helper (init.ts), short commands for kill/pause/resume/update/events/delete.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 
 export const runcPath = process.env.KATA_AGENT_SIM_RUNC || '/usr/sbin/runc';

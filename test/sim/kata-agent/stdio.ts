@@ -40,9 +40,10 @@ export class OutputBuffer {
     this.wake();
   }
 
-  /** The process exited: whatever is still coming gets DRAIN_AFTER_EXIT_MS, then EOF. */
+  /** The process exited: whatever is still coming gets DRAIN_AFTER_EXIT_MS, then EOF, even if a
+   *  background child still holds the pipe; the agent then closes its end, as the real one does. */
   processExited(): void {
-    setTimeout(() => this.end(), DRAIN_AFTER_EXIT_MS).unref();
+    setTimeout(() => { this.end(); this.source?.destroy(); }, DRAIN_AFTER_EXIT_MS).unref();
   }
 
   /** Up to `len` bytes; waits for data; empty = EOF. `signal` abandons the wait (connection gone). */
