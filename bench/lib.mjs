@@ -76,11 +76,12 @@ export function cpuMs(pid) {
   }
 }
 
-/** { rssKiB, pssKiB } from /proc/<pid>/smaps_rollup. */
+/** { rssKiB, pssKiB, anonKiB } from /proc/<pid>/smaps_rollup (anon: the process's own heap and
+ *  stacks; the rest of RSS is file-backed, mostly the executable's pages, shared by every shim). */
 export function memOf(pid) {
   const txt = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
   const get = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(txt)?.[1] ?? NaN);
-  return { rssKiB: get('Rss'), pssKiB: get('Pss') };
+  return { rssKiB: get('Rss'), pssKiB: get('Pss'), anonKiB: get('Anonymous') };
 }
 
 function cmdlineOf(pid) {

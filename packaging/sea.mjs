@@ -10,8 +10,10 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // V8/Node flags baked into the executable (SEA "execArgv"; KATA_TS_SEA_EXEC_ARGV="--a --b" to try
 // some). None by default: measured on the daemon with one container, --max-semi-space-size=1 saves
-// ~1.6 MB RSS but slows stdio by a third, --no-opt/--no-maglev ~3 MB for 1.5-2x slower stdio, and
-// --lite-mode breaks undici (no WebAssembly).
+// ~1.6 MB RSS but slows stdio by a third, --no-opt/--no-maglev ~3 MB for 1.5-2x slower stdio;
+// --lite-mode (no optimizing tiers) saves ~11 MB of idle RSS, 8 of it shared executable pages,
+// its CPU cost on stdio and exec not measured yet; --optimize-for-size and --v8-pool-size=1 save
+// under 1 MB.
 export const seaExecArgv = process.env.KATA_TS_SEA_EXEC_ARGV !== undefined ? process.env.KATA_TS_SEA_EXEC_ARGV.split(' ').filter(Boolean) : [];
 export const seaNode = process.env.KATA_TS_SEA_NODE ?? join(root, '.deps', 'node24', 'bin', 'node');
 

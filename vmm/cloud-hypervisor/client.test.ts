@@ -58,6 +58,21 @@ describe('ClhClient', () => {
     expect(answers.map((a) => (a as { version: string }).version)).toEqual(['/api/v1/vmm.ping', '/api/v1/vm.info', '/api/v1/vm.counters', '/api/v1/vmm.ping']);
   });
 
+  it('keeps one connection to the VMM across calls, and drops it at close', async () => {
+    handler = (_req, _b, res) => { res.statusCode = 204; res.end(); };
+    let connections = 0;
+    let open = 0;
+    server.on('connection', (sock) => { connections++; open++; sock.on('close', () => open--); });
+    const c = new ClhClient(join(dir, 'api.sock'));
+    for (let i = 0; i < 5; i++) await c.bootVm();
+    await c.info().catch(() => {});
+    expect(connections).toBe(1);
+    await c.close();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(open).toBe(0);
+    await expect(c.ping()).rejects.toMatchObject({ code: 'VMM_STOPPED' });
+  });
+
   it('keeps status, endpoint and the v47+ message list', async () => {
     handler = (_req, _b, res) => { res.statusCode = 500; res.end(JSON.stringify(['API request failed', 'The VM could not boot', 'VM is not created'])); };
     const c = new ClhClient(join(dir, 'api.sock'));
