@@ -29,10 +29,14 @@ export class AgentClient {
     return this.#ttrpc.closed;
   }
 
-  async #call<Q, R>(service: string, method: string, reqType: Encoder<Q>, req: Q, resType: Decoder<R>, timeoutMs: number | undefined): Promise<R> {
+  #call<Q, R>(service: string, method: string, reqType: Encoder<Q>, req: Q, resType: Decoder<R>, timeoutMs: number | undefined): Promise<R> {
+    return this.#raw(service, method, reqType.encode(req).finish(), resType, timeoutMs);
+  }
+
+  async #raw<R>(service: string, method: string, request: Uint8Array | readonly Uint8Array[], resType: Decoder<R>, timeoutMs: number | undefined): Promise<R> {
     let payload: Uint8Array;
     try {
-      payload = await this.#ttrpc.call(service, method, reqType.encode(req).finish(), timeoutMs ? { timeoutMs } : {});
+      payload = await this.#ttrpc.call(service, method, request, timeoutMs ? { timeoutMs } : {});
     } catch (err) {
       if (err instanceof StatusError) throw new AgentError(method, err.code, err.message, { cause: err });
       if (err instanceof ClosedError) throw new AgentClosedError(`agent connection closed during ${method}`, { cause: err });
@@ -112,8 +116,12 @@ export class AgentClient {
   }
 
   /** WriteStdin: the number of bytes the agent took. Never send empty data (3.20+ agents close stdin on it). */
-  async writeStdin(containerId: string, execId: string, data: Uint8Array): Promise<number> {
-    return (await this.#agent('WriteStdin', grpc.WriteStreamRequest, { containerId, execId, data }, grpc.WriteStreamResponse)).len;
+  async writeStdin(containerId: string, execId: string, data: Uint8Array | readonly Uint8Array[]): Promise<number> {
+    // The bulk of stdin: the request goes out as [fields 1-2 + field 3's tag and length, ...data],
+    // so the bytes are not copied on their way to the socket (see writeStreamRequest).
+    const pieces = data instanceof Uint8Array ? [data] : data;
+    const payload = [writeStreamRequestHead(containerId, execId, pieces.reduce((n, p) => n + p.length, 0)), ...pieces];
+    return (await this.#raw(AGENT_SERVICE, 'WriteStdin', payload, grpc.WriteStreamResponse, DEFAULT_TIMEOUT_MS)).len;
   }
 
   /** CloseStdin. */
@@ -196,4 +204,32 @@ export class AgentClient {
   close(): void {
     this.#ttrpc.close();
   }
+}
+
+/**
+ * The start of a WriteStreamRequest whose `data` (field 3, `dataLength` bytes) follows as is:
+ * container_id (1), exec_id (2), then field 3's tag and length. Fields in number order, as
+ * protobuf encoders write them.
+ */
+export function writeStreamRequestHead(containerId: string, execId: string, dataLength: number): Uint8Array {
+  const out: number[] = [];
+  const varint = (n: number) => {
+    while (n >= 128) {
+      out.push((n % 128) | 0x80);
+      n = Math.floor(n / 128);
+    }
+    out.push(n);
+  };
+  const field = (tag: number, b: Uint8Array) => {
+    out.push(tag);
+    varint(b.length);
+    for (const x of b) out.push(x);
+  };
+  if (containerId) field(0x0a, Buffer.from(containerId));
+  if (execId) field(0x12, Buffer.from(execId));
+  if (dataLength) {
+    out.push(0x1a);
+    varint(dataLength);
+  }
+  return Uint8Array.from(out);
 }

@@ -13,7 +13,8 @@ let client: AgentClient;
 
 beforeAll(async () => {
   const keep = (m: string) => (p: Uint8Array) => { wire[m] = p; return google.protobuf.Empty.encode({}).finish(); };
-  fake = fakeVsock({ handlers: { 'grpc.AgentService': { CreateSandbox: keep('CreateSandbox'), CreateContainer: keep('CreateContainer') } } });
+  const keepWrite = (p: Uint8Array) => { wire.WriteStdin = Uint8Array.from(p); return grpc.WriteStreamResponse.encode({ len: grpc.WriteStreamRequest.decode(p).data.length }).finish(); };
+  fake = fakeVsock({ handlers: { 'grpc.AgentService': { CreateSandbox: keep('CreateSandbox'), CreateContainer: keep('CreateContainer'), WriteStdin: keepWrite } } });
   await fake.listen();
   client = await dialAgent({ socketPath: fake.path, port: 1024, timeoutMs: 5000 });
 });
@@ -77,5 +78,13 @@ describe('golden wire requests', () => {
     expect(s.Linux?.MaskedPaths).toEqual(['/proc/acpi']);
     expect(s.Hooks).toBeFalsy();
     expect(s.Linux?.Seccomp).toBeFalsy();
+  });
+
+  it('WriteStreamRequest sent in pieces: the same bytes protobufjs encodes for the whole request', async () => {
+    const data = Buffer.alloc(300_000, 7);
+    const n = await client.writeStdin('c'.repeat(64), 'exec-1', [data.subarray(0, 1000), data.subarray(1000)]);
+    expect(n).toBe(300_000);
+    const expected = grpc.WriteStreamRequest.encode({ containerId: 'c'.repeat(64), execId: 'exec-1', data }).finish();
+    expect(Buffer.compare(Buffer.from(wire.WriteStdin), Buffer.from(expected))).toBe(0);
   });
 });

@@ -7,5 +7,5 @@ export {
   toGuestSpec, toGuestProcess, toGuestResources, sharedFsStorage, shmStorage,
   GUEST_SHARED_DIR, GUEST_SANDBOX_SHM, DEFAULT_SHM_SIZE, type GuestSpecOptions,
 } from './spec.js';
-export { pumpOutput, pumpInput, STREAM_CHUNK } from './pump.js';
+export { pumpOutput, pumpInput, STREAM_CHUNK, STDIN_CHUNK } from './pump.js';
 export type { Logger } from './log.js';

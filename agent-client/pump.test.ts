@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import type { AgentClient } from './client.js';
 import { AgentClosedError } from './errors.js';
-import { pumpInput, pumpOutput, STREAM_CHUNK } from './pump.js';
+import { dropBytes, pumpInput, pumpOutput, STDIN_CHUNK, STREAM_CHUNK } from './pump.js';
 
 /** An AgentClient stand-in for the stream calls only: serves `data` in reads of at most len bytes. */
 function fakeReader(data: Buffer, o: { failAfter?: number } = {}) {
@@ -79,14 +79,15 @@ describe('pumpOutput', () => {
 });
 
 describe('pumpInput', () => {
-  it('forwards in chunks of at most 32 KiB, resends short writes, then closes stdin', async () => {
+  it('forwards in chunks of at most 256 KiB, resends short writes, then closes stdin', async () => {
     const calls: string[] = [];
     const written: Buffer[] = [];
     const client = {
-      async writeStdin(_c: string, _e: string, d: Uint8Array) {
+      async writeStdin(_c: string, _e: string, pieces: Uint8Array[]) {
+        const d = Buffer.concat(pieces);
         const n = Math.min(d.length, 1000 + (written.length % 3) * 20_000); // the agent sometimes takes less
         expect(d.length).toBeGreaterThan(0);
-        expect(d.length).toBeLessThanOrEqual(STREAM_CHUNK);
+        expect(d.length).toBeLessThanOrEqual(STDIN_CHUNK);
         written.push(Buffer.from(d.subarray(0, n)));
         calls.push('write');
         return n;
@@ -99,6 +100,51 @@ describe('pumpInput', () => {
     expect(Buffer.concat(written).equals(data)).toBe(true);
     expect(calls.at(-1)).toBe('close c1/e1');
     expect(calls.filter((c) => c.startsWith('close')).length).toBe(1);
+  });
+
+  it("sends the source's own chunks (no copies), several per call up to 256 KiB, and pauses the source at that bound", async () => {
+    const src = new PassThrough({ objectMode: true });
+    const seen: Uint8Array[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const client = {
+      async writeStdin(_c: string, _e: string, pieces: Uint8Array[]) {
+        seen.push(pieces);
+        if (seen.length === 1) await gate; // the agent is slow on the first call
+        return pieces.reduce((n, p) => n + p.length, 0);
+      },
+      async closeStdin() {},
+    } as unknown as AgentClient;
+    const chunks = Array.from({ length: 12 }, (_, i) => Buffer.alloc(64 * 1024, i));
+    const done = pumpInput(client, 'c1', 'e1', src);
+    src.write(chunks[0]);
+    await new Promise((r) => setTimeout(r, 10));
+    for (const c of chunks.slice(1)) src.write(c);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(src.isPaused()).toBe(true); // 11 chunks wait: over the bound
+    release();
+    src.end();
+    await done;
+    expect(seen.flat().every((p, i) => p === chunks[i])).toBe(true);
+    expect(seen.map((p) => p.length)).toEqual([1, 4, 4, 3]);
+  });
+
+  it('an agent failure destroys the source and rejects', async () => {
+    const src = new PassThrough();
+    const client = { writeStdin: async () => { throw new Error('agent gone'); }, closeStdin: async () => {} } as unknown as AgentClient;
+    const done = pumpInput(client, 'c1', 'e1', src);
+    src.write('x');
+    await expect(done).rejects.toThrow('agent gone');
+    expect(src.destroyed).toBe(true);
+  });
+
+  it('dropBytes skips whole and partial pieces without copying', () => {
+    const a = Buffer.from('abc');
+    const b = Buffer.from('defg');
+    expect(dropBytes([a, b], 0)).toEqual([a, b]);
+    expect(dropBytes([a, b], 3)[0]).toBe(b);
+    expect(Buffer.concat(dropBytes([a, b], 5)).toString()).toBe('fg');
+    expect(dropBytes([a, b], 7)).toEqual([]);
   });
 
   it('an empty source just closes stdin', async () => {

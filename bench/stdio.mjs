@@ -3,7 +3,7 @@
 // the first byte (stdout) or the container's "ready" line (stdin) to the end, so container start
 // is not part of the figure.
 import { spawn } from 'node:child_process';
-import { KATA, RUNC, envInt, loadHarness, median, ms, now, startContainerd, stopContainerd } from './lib.mjs';
+import { CpuSampler, KATA, RUNC, envInt, kataKinds, loadHarness, median, ms, now, startContainerd, stopContainerd } from './lib.mjs';
 
 function ctrSpawn(c, args) {
   return spawn('/usr/bin/ctr', ['--address', c.address, '--namespace', c.namespace, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -77,11 +77,14 @@ export async function run(ctx) {
     for (const [dir, fn] of [['stdout', stdout], ['stdin', stdin]]) {
       const rate = { kata: [], runc: [] };
       const lost = { kata: 0, runc: 0 };
+      const cpu = {};
       for (let i = 0; i < ROUNDS; i++) {
         for (const [name, runtime] of [['kata', KATA], ['runc', RUNC]]) {
           const id = `bs-${dir}-${name}-${process.pid}-${i}`;
           ids.push(id);
+          const sampler = name === 'kata' ? new CpuSampler(kataKinds(c)) : undefined;
           const r = await fn(c, h.image, runtime, id, bytes);
+          for (const [kind, v] of Object.entries(sampler?.stop() ?? {})) cpu[kind] = (cpu[kind] ?? 0) + v.ms;
           rate[name].push(r.rate);
           lost[name] += r.lost;
           ctx.log(`stdio ${dir} ${name}: ${r.rate.toFixed(1)} MB/s${r.lost ? `, ${r.lost} bytes lost` : ''}`);
@@ -93,6 +96,10 @@ export async function run(ctx) {
       rows.push({ name: `${dir} kata-ts`, value: k, unit: 'MB/s', note });
       rows.push({ name: `${dir} runc`, value: r, unit: 'MB/s', note });
       rows.push({ name: `${dir} ratio kata-ts/runc`, value: k / r, unit: 'x', note: 'target ≥ 0.5' });
+      // Where a kata-ts byte's CPU goes: the shim vs the simulated VMM (vsock proxy) and agent.
+      for (const [kind, total] of Object.entries(cpu)) {
+        if (total > 0) rows.push({ name: `${dir} kata-ts CPU per MiB: ${kind}`, value: total / ROUNDS / MB, unit: 'ms', note: 'whole run incl. start/stop; sampled every 100 ms' });
+      }
       for (const name of ['kata', 'runc']) {
         if (lost[name]) rows.push({ name: `${dir} ${name === 'kata' ? 'kata-ts' : 'runc'} bytes lost`, value: lost[name], unit: 'B', note: `over ${ROUNDS} runs of ${bytes} B: DATA LOSS` });
       }

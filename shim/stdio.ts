@@ -5,6 +5,7 @@ import { constants, mkdirSync, openSync, closeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { STDIN_CHUNK } from '../agent-client/index.js';
 import { StdioError, describe } from './errors.js';
 import type { Logger } from './log.js';
 
@@ -209,7 +210,8 @@ function makeIO(p: {
   // The reader gets a PassThrough we control, so CloseIO can end it without touching the fifo.
   let stdin: PassThrough | undefined;
   if (p.stdinSock) {
-    stdin = new PassThrough();
+    // Room for one full WriteStdin while the previous one is in flight (agent-client STDIN_CHUNK).
+    stdin = new PassThrough({ highWaterMark: STDIN_CHUNK });
     p.stdinSock.on('error', () => stdin!.end());
     p.stdinSock.pipe(stdin);
   }

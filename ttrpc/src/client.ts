@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { socketPath } from './address.js';
-import { decodeResponse, requestSize, Writer, writeRequest, type RequestMsg } from './codec.js';
+import { decodeResponse, requestSize, requestTailSize, Writer, writeRequest, writeRequestHead, writeRequestTail, type RequestMsg } from './codec.js';
 import { ClosedError, ConnectError } from './errors.js';
 import {
   allocFrame,
@@ -99,23 +99,31 @@ export class Client {
     return this.#closedErr !== undefined;
   }
 
-  /** Unary call; resolves with the response payload; rejects with StatusError / ClosedError. */
-  call(service: string, method: string, payload: Uint8Array, opts: CallOptions = {}): Promise<Uint8Array> {
+  /**
+   * Unary call; resolves with the response payload; rejects with StatusError / ClosedError. The
+   * payload may come in pieces (their concatenation is the message): large ones are then sent as
+   * they are, not copied into the frame; the caller must not change them until the call settles.
+   */
+  call(service: string, method: string, payload: Uint8Array | readonly Uint8Array[], opts: CallOptions = {}): Promise<Uint8Array> {
     if (this.#closedErr) return Promise.reject(this.#closedErr);
     if (opts.signal?.aborted) return Promise.reject(cancelled(opts.signal));
-    let frame: Buffer;
+    let frame: Buffer | Uint8Array[];
     try {
-      frame = this.#requestFrame(service, method, payload, false, 0, opts);
+      frame = payload instanceof Uint8Array
+        ? this.#requestFrame(service, method, payload, false, 0, opts)
+        : this.#requestFrameParts(service, method, payload, opts);
     } catch (err) {
       return Promise.reject(err);
     }
     return new Promise<Uint8Array>((resolve, reject) => {
-      const id = frame.readUInt32BE(4);
+      const head = Array.isArray(frame) ? (frame[0] as Buffer) : (frame as Buffer);
+      const id = head.readUInt32BE(4);
       const call = new UnaryCall(this.#slots, id, resolve, reject);
       this.#slots.set(id, call);
       if (opts.timeoutMs !== undefined && opts.timeoutMs > 0) call.deadline(opts.timeoutMs, `${service}/${method}`);
       if (opts.signal) call.watch(opts.signal);
-      this.#writer.write(frame);
+      if (Array.isArray(frame)) this.#writer.writeParts(frame);
+      else this.#writer.write(frame as Buffer);
     });
   }
 
@@ -170,8 +178,34 @@ export class Client {
     this.#writer.write(frame);
   }
 
-  #requestFrame(service: string, method: string, payload: Uint8Array, hasPayload: boolean, flags: number, opts: CallOptions): Buffer {
-    const req: RequestMsg = {
+  /** A Request frame as [header + fields 1-3 up to the payload, ...payload pieces, fields 4-5]. */
+  #requestFrameParts(service: string, method: string, pieces: readonly Uint8Array[], opts: CallOptions): Uint8Array[] {
+    const req = this.#requestMsg(service, method, EMPTY, false, opts);
+    let payloadLength = 0;
+    for (const p of pieces) payloadLength += p.length;
+    const lens: number[] = [];
+    const size = requestSize(req, lens, payloadLength);
+    if (size > MAX_MESSAGE) throw oversizeError(size);
+    const id = this.#takeId();
+    const tailSize = requestTailSize(req, lens);
+    // The header says the whole frame's length; this buffer holds only what precedes the payload.
+    const head = allocFrame(id, TYPE_REQUEST, 0, size - payloadLength - tailSize);
+    head.writeUInt32BE(size, 0);
+    writeRequestHead(new Writer(head, HEADER), req, lens, payloadLength);
+    const tail = Buffer.allocUnsafe(tailSize);
+    writeRequestTail(new Writer(tail), req, lens);
+    return [head, ...pieces, ...(tailSize ? [tail] : [])];
+  }
+
+  #takeId(): number {
+    const id = this.#nextId;
+    if (id > MAX_STREAM_ID) throw new StatusError(Code.RESOURCE_EXHAUSTED, 'ttrpc: stream ids exhausted on this connection');
+    this.#nextId += 2;
+    return id;
+  }
+
+  #requestMsg(service: string, method: string, payload: Uint8Array, hasPayload: boolean, opts: CallOptions): RequestMsg {
+    return {
       service,
       method,
       payload,
@@ -180,12 +214,14 @@ export class Client {
       timeoutNano: opts.timeoutMs !== undefined && opts.timeoutMs > 0 ? Math.round(opts.timeoutMs * 1e6) : 0,
       metadata: metadataToPairs(opts.metadata),
     };
+  }
+
+  #requestFrame(service: string, method: string, payload: Uint8Array, hasPayload: boolean, flags: number, opts: CallOptions): Buffer {
+    const req = this.#requestMsg(service, method, payload, hasPayload, opts);
     const lens: number[] = [];
     const size = requestSize(req, lens);
     if (size > MAX_MESSAGE) throw oversizeError(size);
-    const id = this.#nextId;
-    if (id > MAX_STREAM_ID) throw new StatusError(Code.RESOURCE_EXHAUSTED, 'ttrpc: stream ids exhausted on this connection');
-    this.#nextId += 2;
+    const id = this.#takeId();
     const frame = allocFrame(id, TYPE_REQUEST, flags, size);
     writeRequest(new Writer(frame, HEADER), req, lens);
     return frame;

@@ -97,14 +97,14 @@ export class Writer {
 
 // ---- Request ----
 
-export function requestSize(r: RequestMsg, lens: number[]): number {
+export function requestSize(r: RequestMsg, lens: number[], payloadLength = r.payload.length): number {
   let n = 0;
   const sl = strSize(r.service);
   const ml = strSize(r.method);
   lens.push(sl, ml);
   if (sl) n += ldSize(sl);
   if (ml) n += ldSize(ml);
-  if (r.payload.length || r.hasPayload) n += ldSize(r.payload.length);
+  if (payloadLength || r.hasPayload) n += ldSize(payloadLength);
   if (r.timeoutNano) n += 1 + varintSize(r.timeoutNano);
   for (const [k, v] of r.metadata) {
     const kl = strSize(k);
@@ -117,12 +117,38 @@ export function requestSize(r: RequestMsg, lens: number[]): number {
 
 /** Writes a Request whose size requestSize() computed (lens are its string byte lengths). */
 export function writeRequest(w: Writer, r: RequestMsg, lens: number[]): void {
-  let li = 0;
-  const sl = lens[li++];
-  const ml = lens[li++];
+  writeRequestHead(w, r, lens, r.payload.length);
+  w.buf.set(r.payload, w.pos);
+  w.pos += r.payload.length;
+  writeRequestTail(w, r, lens);
+}
+
+/** Fields 1-2 and field 3's tag and length (payloadLength bytes are to follow, written by the caller). */
+export function writeRequestHead(w: Writer, r: RequestMsg, lens: number[], payloadLength: number): void {
+  const sl = lens[0];
+  const ml = lens[1];
   if (sl) w.string(0x0a, r.service, sl);
   if (ml) w.string(0x12, r.method, ml);
-  if (r.payload.length || r.hasPayload) w.bytes(0x1a, r.payload);
+  if (payloadLength || r.hasPayload) {
+    w.buf[w.pos++] = 0x1a;
+    w.varint(payloadLength);
+  }
+}
+
+/** Size of what writeRequestTail() writes. */
+export function requestTailSize(r: RequestMsg, lens: number[]): number {
+  let n = r.timeoutNano ? 1 + varintSize(r.timeoutNano) : 0;
+  for (let i = 0; i < r.metadata.length; i++) {
+    const kl = lens[2 + 2 * i];
+    const vl = lens[3 + 2 * i];
+    n += ldSize((kl ? ldSize(kl) : 0) + (vl ? ldSize(vl) : 0));
+  }
+  return n;
+}
+
+/** Fields 4-5: the deadline and the metadata. */
+export function writeRequestTail(w: Writer, r: RequestMsg, lens: number[]): void {
+  let li = 2;
   if (r.timeoutNano) {
     w.buf[w.pos++] = 0x20;
     w.varint(r.timeoutNano);

@@ -130,6 +130,20 @@ export class FrameWriter {
     this.socket.write(frame);
   }
 
+  /** One frame given in pieces (a large payload is sent as it is, not copied into the frame);
+   *  the pieces leave together in one writev on the next tick. The caller must not change them. */
+  writeParts(parts: readonly Uint8Array[]): void {
+    if (!this.inTick) {
+      this.inTick = true;
+      process.nextTick(endTick, this);
+    }
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+    }
+    for (const p of parts) this.socket.write(p);
+  }
+
   /** Sends any corked frames now. */
   flushNow(): void {
     this.inTick = false;

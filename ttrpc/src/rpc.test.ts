@@ -109,6 +109,29 @@ describe('unary calls', () => {
     await expect(client.call(SVC, 'Async', new Uint8Array())).rejects.toMatchObject({ code: Code.UNKNOWN, message: 'async boom' });
   });
 
+  it('a payload given in pieces goes out as the same frame bytes as one buffer, metadata and deadline included', async () => {
+    const { client, peer } = await rawServer();
+    const whole = Buffer.from('0123456789'.repeat(30_000));
+    const pieces = [whole.subarray(0, 7), whole.subarray(7, 200_000), whole.subarray(200_000)];
+    const opts = { timeoutMs: 5000, metadata: { k: ['v1', 'v2'] } };
+    const calls = [client.call(SVC, 'M', whole, opts), client.call(SVC, 'M', pieces, opts), client.call(SVC, 'M', [], opts)];
+    const [a, b, empty] = [await peer.next(), await peer.next(), await peer.next()];
+    expect([a.id, b.id, empty.id]).toEqual([1, 3, 5]);
+    expect(Buffer.compare(a.data, b.data)).toBe(0);
+    expect(Buffer.compare(empty.data, requestFrame(5, { service: SVC, method: 'M', payload: new Uint8Array(), hasPayload: false, timeoutNano: 5e9, metadata: [['k', 'v1'], ['k', 'v2']] }).subarray(10))).toBe(0);
+    for (const id of [1, 3, 5]) peer.write(responseFrame(id, { code: 0, message: '', details: [] }, Buffer.from([id])));
+    expect((await Promise.all(calls)).map((r) => r[0])).toEqual([1, 3, 5]);
+  });
+
+  it('pieces reach a real server whole, and an oversize set of pieces is refused locally', async () => {
+    const { client } = await pair();
+    const out = await client.call(SVC, 'Echo', [Buffer.from('he'), Buffer.from(''), Buffer.from('llo')]);
+    expect(Buffer.from(out).toString()).toBe('hello');
+    const big = Buffer.alloc(3 << 20);
+    await expect(client.call(SVC, 'Echo', [big, big])).rejects.toMatchObject({ code: Code.RESOURCE_EXHAUSTED });
+    expect(Buffer.from(await client.call(SVC, 'Echo', [Buffer.from('still up')])).toString()).toBe('still up');
+  });
+
   it('100 concurrent calls on one connection, answered in completion order', async () => {
     const order: number[] = [];
     const { client } = await pair({
