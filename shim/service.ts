@@ -14,6 +14,7 @@ import { span, type Logger } from './log.js';
 import { Proc, parseExecId, parseTaskId, type Container, type ExecId, type TaskId } from './process.js';
 import { SHIM_VERSION, containerKind, runtimeOptionsConfigPath } from './protocol.js';
 import { Sandbox, type SandboxParts } from './sandbox.js';
+import type { SharedFs } from '../vmm/index.js';
 import { hostCgroupMode, metricsAny, type CgroupMode } from './stats.js';
 import { statusOf } from './state.js';
 import { openProcessIO, parseStdio, type ProcessIO, type StdioStrings } from './stdio.js';
@@ -142,7 +143,8 @@ export class TaskService {
       const rootfs = (req.rootfs ?? []).map((m) => ({ type: m.type ?? '', source: m.source ?? '', target: m.target || undefined, options: m.options ?? [] }));
       const guestRootfs = await sb.sharedFs!.shareRootfs(id, rootfs, req.bundle);
       shared = true;
-      const g = toGuestSpec(spec, { containerId: id, guestRootfs, disableGuestSeccomp: cfg.runtime.disable_guest_seccomp !== false });
+      const guestMounts = await shareBindMounts(sb.sharedFs!, id, spec.mounts);
+      const g = toGuestSpec({ ...spec, mounts: guestMounts }, { containerId: id, guestRootfs, disableGuestSeccomp: cfg.runtime.disable_guest_seccomp !== false });
       io = await openProcessIO(stdioSpec, { containerId: id, namespace: this.o.namespace, log });
       gaveUp();
       const timeoutSec = Number(cfg.runtime.create_container_timeout) || 60;
@@ -445,3 +447,30 @@ export class TaskService {
 
 /** For tests of the adapter: the v2 message namespace. */
 export const taskMessages = v2;
+
+/** Host paths a bind mount may name that stay as they are: the guest has its own. */
+const GUEST_OWN_SOURCES = ['/proc', '/sys', '/dev'];
+
+/**
+ * Kata's replaceOCIMountSource: every bind mount of a host file or directory (not one under
+ * /proc, /sys or /dev, nor /dev/shm, which the agent client rewrites) is shared into the guest
+ * through virtio-fs; the spec the guest gets names the shared path. Other mounts pass as they are.
+ */
+async function shareBindMounts(fs: SharedFs, containerId: string, mounts: unknown): Promise<unknown> {
+  if (!Array.isArray(mounts)) return mounts;
+  const out: unknown[] = [];
+  for (const m of mounts as { destination?: unknown; source?: unknown; type?: unknown; options?: unknown }[]) {
+    const options = Array.isArray(m?.options) ? (m.options as unknown[]) : [];
+    const bind = m?.type === 'bind' || options.includes('bind') || options.includes('rbind');
+    const source = typeof m?.source === 'string' ? m.source : '';
+    const destination = typeof m?.destination === 'string' ? m.destination : '';
+    const own = GUEST_OWN_SOURCES.some((p) => source === p || source.startsWith(`${p}/`));
+    if (!bind || !source.startsWith('/') || own || destination === '/dev/shm') {
+      out.push(m);
+      continue;
+    }
+    const guest = await fs.shareBindMount(containerId, source, destination, { readonly: options.includes('ro'), recursive: options.includes('rbind') });
+    out.push({ ...m, source: guest });
+  }
+  return out;
+}

@@ -4,7 +4,8 @@
 //   <sharedSandboxDir>/private/  scratch for private mounts
 // Mounts go through mount(8)/umount(8) (execFile, never a shell).
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger, Paths } from '../config/index.js';
@@ -30,7 +31,13 @@ export interface SharedFs {
   setup(): Promise<void>;
   /** Mounts containerd's rootfs list (or binds bundle/rootfs when empty) at mounts/<cid>/rootfs; returns the guest path. */
   shareRootfs(containerId: string, rootfs: RootfsMount[], bundle: string): Promise<string>;
-  /** Unmounts and removes mounts/<cid>. */
+  /**
+   * Shares a host file or directory that the container bind-mounts (Kata's shared bind volume):
+   * bound at mounts/<cid>-<16 hex>-<basename of destination>, read-only when asked (built in
+   * private/ first, so the guest never sees it writable); returns the guest path.
+   */
+  shareBindMount(containerId: string, source: string, destination: string, o: { readonly: boolean; recursive: boolean }): Promise<string>;
+  /** Unmounts and removes mounts/<cid> and the container's shared bind mounts. */
   unshareRootfs(containerId: string): Promise<void>;
   /** Unmounts everything below the sandbox dir and removes it. */
   teardown(): Promise<void>;
@@ -151,8 +158,46 @@ class KataSharedFs implements SharedFs {
     return posix.join(this.#guestDir, containerId, 'rootfs');
   }
 
+  async shareBindMount(containerId: string, source: string, destination: string, o: { readonly: boolean; recursive: boolean }): Promise<string> {
+    if (!validId.test(containerId)) throw new VmmError('SHARED_FS', `invalid container id "${containerId}"`);
+    let isDir: boolean;
+    try {
+      isDir = statSync(source).isDirectory();
+    } catch (err) {
+      throw new VmmError('SHARED_FS', `cannot share the bind mount ${destination} of container ${containerId}: source ${source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    }
+    const name = `${containerId}-${randomBytes(8).toString('hex')}-${posix.basename(destination) || 'root'}`;
+    const target = join(this.#mounts, name);
+    const mountPoint = (p: string) => (isDir ? mkdirSync(p, { mode: 0o750 }) : writeFileSync(p, '', { mode: 0o640 }));
+    const bind = o.recursive ? '--rbind' : '--bind';
+    mountPoint(target);
+    try {
+      if (o.readonly) {
+        const staging = join(this.#private, name);
+        mountPoint(staging);
+        try {
+          await mount([bind, source, staging]);
+          await mount(['-o', 'remount,bind,ro', staging]);
+          await mount(['--bind', staging, target]);
+        } finally {
+          await unmountAndRemove(staging, this.#log);
+        }
+      } else {
+        await mount([bind, source, target]);
+      }
+    } catch (err) {
+      await unmountAndRemove(target, this.#log).catch((e) => this.#log.error('cleanup after failed bind share failed', { error: (e as Error).message }));
+      throw err;
+    }
+    return posix.join(this.#guestDir, name);
+  }
+
   async unshareRootfs(containerId: string): Promise<void> {
     if (!validId.test(containerId)) throw new VmmError('SHARED_FS', `invalid container id "${containerId}"`);
+    const binds = new RegExp(`^${containerId.replace(/[.]/g, '\\.')}-[0-9a-f]{16}-`);
+    for (const name of existsSync(this.#mounts) ? readdirSync(this.#mounts) : []) {
+      if (binds.test(name)) await unmountAndRemove(join(this.#mounts, name), this.#log);
+    }
     await unmountAndRemove(join(this.#mounts, containerId), this.#log);
   }
 

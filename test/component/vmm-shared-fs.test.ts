@@ -1,6 +1,6 @@
 // SharedFs with real mount(8): the Kata layout, propagation into the read-only shared/ view,
 // bind/overlay/bundle rootfs, and cleanup on every path.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,6 +62,36 @@ describe.skipIf(skip)('SharedFs', () => {
     expect(mountsUnder(root)).toEqual([]);
     expect(readFileSync(join(lower, 'bin-sh'), 'utf8')).toBe('lower');
     await sfs.teardown(); // idempotent
+  });
+
+  it('shares bind-mounted host files and directories, read-only ones never writable from shared/; unshare removes them', async () => {
+    const sfs = createSharedFs({ sandboxId: 'sb3', paths, log });
+    const base = paths.sharedSandboxDir('sb3');
+    await sfs.setup();
+    const dir = join(root, 'vol'); mkdirSync(dir); writeFileSync(join(dir, 'a'), 'dir');
+    const file = join(root, 'hosts'); writeFileSync(file, '127.0.0.1 localhost\n');
+    const guestDir = await sfs.shareBindMount('c1', dir, '/data', { readonly: false, recursive: true });
+    const guestFile = await sfs.shareBindMount('c1', file, '/etc/hosts', { readonly: true, recursive: false });
+    const other = await sfs.shareBindMount('c10', file, '/etc/hosts', { readonly: true, recursive: false });
+    expect(guestDir).toMatch(/^\/run\/kata-containers\/shared\/containers\/c1-[0-9a-f]{16}-data$/);
+    expect(guestFile).toMatch(/^\/run\/kata-containers\/shared\/containers\/c1-[0-9a-f]{16}-hosts$/);
+    const host = (g: string) => join(base, 'shared', g.split('/').pop()!);
+    expect(readFileSync(join(host(guestDir), 'a'), 'utf8')).toBe('dir');
+    expect(readFileSync(host(guestFile), 'utf8')).toBe('127.0.0.1 localhost\n');
+    // what virtiofsd serves is read-only; the read-only bind is read-only where the runtime mounts it too
+    expect(() => writeFileSync(host(guestFile), 'x')).toThrow(/EROFS/);
+    expect(() => writeFileSync(join(base, 'mounts', guestFile.split('/').pop()!), 'x')).toThrow(/EROFS/);
+    writeFileSync(join(base, 'mounts', guestDir.split('/').pop()!, 'b'), 'written');
+    expect(readFileSync(join(dir, 'b'), 'utf8')).toBe('written');
+    expect(mountsUnder(join(base, 'private'))).toEqual([]);
+    await expect(sfs.shareBindMount('c1', join(root, 'nope'), '/x', { readonly: false, recursive: false }))
+      .rejects.toMatchObject({ code: 'SHARED_FS', message: expect.stringContaining(`bind mount /x of container c1: source ${join(root, 'nope')}: ENOENT`) });
+    // c1's binds go with c1, c10's stay
+    await sfs.unshareRootfs('c1');
+    expect(readdirSync(join(base, 'mounts'))).toEqual([other.split('/').pop()]);
+    expect(readFileSync(file, 'utf8')).toBe('127.0.0.1 localhost\n');
+    await sfs.teardown();
+    expect(existsSync(base)).toBe(false);
   });
 
   it('rejects bad ids and duplicate shares; a failing mount leaves nothing', async () => {

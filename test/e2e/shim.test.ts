@@ -3,7 +3,8 @@
 // the sandbox may be left: processes, mounts, Kata dirs, shim sockets.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Containerd, image, runtimeType, settleLeftovers, uniqueId } from './harness.js';
@@ -45,6 +46,27 @@ for (const version of ['1.6', '2'] as const) {
       const r = await c.ctr([...run, image, id, 'sh', '-c', 'echo out; echo err >&2; exit 7']);
       expect(r, c.logTail(60)).toMatchObject({ code: 7, stdout: 'out\n', stderr: 'err\n' });
       await expectClean([id]);
+    });
+
+    test('host bind mounts reach the container through the shared fs: a directory read-write, a file read-only', async () => {
+      const id = uniqueId('bind');
+      const dir = mkdtempSync(join(c.dir, 'hostdir-'));
+      writeFileSync(join(dir, 'f'), 'from the host\n');
+      const file = join(c.dir, `hostfile-${id}`);
+      writeFileSync(file, 'read only\n');
+      const r = await c.ctr([...run, '--mount', `type=bind,src=${dir},dst=/h,options=rbind:rw`, '--mount', `type=bind,src=${file},dst=/etc/ro-file,options=rbind:ro`,
+        image, id, 'sh', '-c', 'cat /h/f /etc/ro-file; echo from the guest > /h/g; echo x > /etc/ro-file || echo refused']);
+      expect(r, c.logTail(80)).toMatchObject({ code: 0, stdout: 'from the host\nread only\nrefused\n' });
+      expect(readFileSync(join(dir, 'g'), 'utf8')).toBe('from the guest\n');
+      expect(readFileSync(file, 'utf8')).toBe('read only\n');
+      await expectClean([id]);
+      // A source that does not exist is refused by name, and nothing is left.
+      const id2 = uniqueId('bindmiss');
+      const bad = await c.ctr([...run, '--mount', `type=bind,src=${dir}/nope,dst=/x,options=rbind`, image, id2, 'true']);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(new RegExp(`bind mount /x of container ${id2}: source ${dir}/nope: ENOENT`));
+      await c.ctr(['container', 'rm', id2]);
+      await expectClean([id2]);
     });
 
     test('start answers in the newest form this containerd supports (task API v3 only on 2.x)', async () => {
