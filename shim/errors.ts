@@ -81,9 +81,10 @@ export function describe(err: unknown): string {
   let e: unknown = err;
   for (let depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
     if (e instanceof Error) {
-      // A cause whose text the outer message already carries adds nothing.
+      // A cause whose text (or its first line) the outer message already carries adds nothing.
       const msg = e.message;
-      if (msg && !parts.some((p) => p.includes(msg))) parts.push(msg);
+      const first = msg.split('\n')[0];
+      if (msg && !parts.some((p) => p.includes(first))) parts.push(msg);
       e = (e as { cause?: unknown }).cause;
     } else {
       parts.push(String(e));

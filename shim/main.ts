@@ -49,6 +49,10 @@ async function main(): Promise<number> {
       }
     }
     case 'delete': {
+      if (!flags.id) {
+        writeAll(2, 'containerd-shim-kata-ts-v2: delete needs -id (the container or sandbox to clean up after)\n');
+        return 2;
+      }
       const { runDelete } = await import('./delete.js');
       const log = createLogger({ fd: 2, debug: flags.debug, fields: { id: flags.id } });
       writeAll(1, await runDelete({ flags, env: process.env, cwd: process.cwd(), log }));

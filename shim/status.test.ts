@@ -21,4 +21,10 @@ group('status mapping', () => {
     expect(describe(outer)).toBe('cannot start sandbox c1: failed to create container c1: runc create failed: no such file or directory');
     expect(toStatus(outer).message).toBe(describe(outer));
   });
+
+  it('a multi-line cause whose first line the message already quotes is not repeated (a TOML parse error)', () => {
+    const parse = new Error('Invalid character, expected "=" at row 1, col 10, pos 9:\n1> garbage [[[\n            ^');
+    const err = new Error(`/etc/kata.toml: not valid TOML: ${parse.message.split('\n')[0]}`, { cause: parse });
+    expect(describe(err)).toBe('/etc/kata.toml: not valid TOML: Invalid character, expected "=" at row 1, col 10, pos 9:');
+  });
 });

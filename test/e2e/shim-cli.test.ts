@@ -22,6 +22,13 @@ describe.skipIf(skip)(`shim binary${skip ? ` (skipped: ${skip})` : ''}`, () => {
     expect(r.stderr).toContain('flag provided but not defined: -bogus');
   });
 
+  test('delete without -id is refused by name and prints nothing on stdout', () => {
+    const r = spawnSync(tools.shim, ['-namespace', 'ns', '-address', '/tmp/none.sock', 'delete'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('delete needs -id');
+  });
+
   test('delete of an id with nothing left answers DeleteResponse{137} fast, twice', () => {
     const bundle = mkdtempSync(join(tmpdir(), 'kts-del-'));
     try {
