@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Paths } from '../config/index.js';
 import { TypeUrl, containerd, google, timestampFrom } from '../proto/index.js';
 import { pumpInput, pumpOutput, toGuestProcess, toGuestResources, toGuestSpec } from '../agent-client/index.js';
+import type { SharedFs } from '../vmm/index.js';
 import {
   AlreadyExistsError, IllegalStateError, InvalidArgumentError, NotFoundError, UnimplementedError, VmDiedError, describe,
 } from './errors.js';
@@ -14,7 +15,6 @@ import { span, type Logger } from './log.js';
 import { Proc, parseExecId, parseTaskId, type Container, type ExecId, type TaskId } from './process.js';
 import { SHIM_VERSION, containerKind, runtimeOptionsConfigPath } from './protocol.js';
 import { Sandbox, type SandboxParts } from './sandbox.js';
-import type { SharedFs } from '../vmm/index.js';
 import { hostCgroupMode, metricsAny, type CgroupMode } from './stats.js';
 import { statusOf } from './state.js';
 import { openProcessIO, parseStdio, type ProcessIO, type StdioStrings } from './stdio.js';

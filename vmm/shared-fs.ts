@@ -178,7 +178,7 @@ class KataSharedFs implements SharedFs {
         try {
           await mount([bind, source, staging]);
           await mount(['-o', 'remount,bind,ro', staging]);
-          await mount(['--bind', staging, target]);
+          await mount([bind, staging, target]);
         } finally {
           await unmountAndRemove(staging, this.#log);
         }

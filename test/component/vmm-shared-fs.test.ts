@@ -1,5 +1,6 @@
 // SharedFs with real mount(8): the Kata layout, propagation into the read-only shared/ view,
 // bind/overlay/bundle rootfs, and cleanup on every path.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,8 +21,11 @@ describe.skipIf(skip)('SharedFs', () => {
     paths = pathsUnder(root);
   });
   afterAll(() => {
-    expect(mountsUnder(root)).toEqual([]);
+    // A failed test may leave mounts: take them down (deepest first) before judging.
+    const left = mountsUnder(root);
+    for (const m of left) spawnSync('umount', ['-l', m]);
     rmSync(root, { recursive: true, force: true });
+    expect(left).toEqual([]);
   });
 
   it('lays out mounts/shared/private, shares bind, overlay and bundle rootfs, and tears down', async () => {
@@ -86,6 +90,19 @@ describe.skipIf(skip)('SharedFs', () => {
     expect(mountsUnder(join(base, 'private'))).toEqual([]);
     await expect(sfs.shareBindMount('c1', join(root, 'nope'), '/x', { readonly: false, recursive: false }))
       .rejects.toMatchObject({ code: 'SHARED_FS', message: expect.stringContaining(`bind mount /x of container c1: source ${join(root, 'nope')}: ENOENT`) });
+    // read-only and recursive: what is mounted below the source comes along
+    const vol2 = join(root, 'vol2'); mkdirSync(join(vol2, 'sub'), { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', join(vol2, 'sub')]);
+    try {
+      writeFileSync(join(vol2, 'sub', 'in-submount'), 'sub');
+      const g2 = await sfs.shareBindMount('c2', vol2, '/v2', { readonly: true, recursive: true });
+      expect(readFileSync(join(host(g2), 'sub', 'in-submount'), 'utf8')).toBe('sub');
+      expect(() => writeFileSync(join(base, 'mounts', g2.split('/').pop()!, 'x'), 'x')).toThrow(/EROFS/);
+      await sfs.unshareRootfs('c2');
+      expect(mountsUnder(join(base, 'mounts'))).not.toContainEqual(expect.stringContaining('c2-'));
+    } finally {
+      execFileSync('umount', [join(vol2, 'sub')]);
+    }
     // c1's binds go with c1, c10's stay
     await sfs.unshareRootfs('c1');
     expect(readdirSync(join(base, 'mounts'))).toEqual([other.split('/').pop()]);
