@@ -208,28 +208,10 @@ export class AgentClient {
 
 /**
  * The start of a WriteStreamRequest whose `data` (field 3, `dataLength` bytes) follows as is:
- * container_id (1), exec_id (2), then field 3's tag and length. Fields in number order, as
- * protobuf encoders write them.
+ * the generated encoder writes container_id and exec_id, then field 3's tag and length.
  */
 export function writeStreamRequestHead(containerId: string, execId: string, dataLength: number): Uint8Array {
-  const out: number[] = [];
-  const varint = (n: number) => {
-    while (n >= 128) {
-      out.push((n % 128) | 0x80);
-      n = Math.floor(n / 128);
-    }
-    out.push(n);
-  };
-  const field = (tag: number, b: Uint8Array) => {
-    out.push(tag);
-    varint(b.length);
-    for (const x of b) out.push(x);
-  };
-  if (containerId) field(0x0a, Buffer.from(containerId));
-  if (execId) field(0x12, Buffer.from(execId));
-  if (dataLength) {
-    out.push(0x1a);
-    varint(dataLength);
-  }
-  return Uint8Array.from(out);
+  const w = grpc.WriteStreamRequest.encode({ containerId, execId });
+  if (dataLength) w.uint32(0x1a).uint32(dataLength);
+  return w.finish();
 }

@@ -105,14 +105,8 @@ export function requestSize(r: RequestMsg, lens: number[], payloadLength = r.pay
   if (sl) n += ldSize(sl);
   if (ml) n += ldSize(ml);
   if (payloadLength || r.hasPayload) n += ldSize(payloadLength);
-  if (r.timeoutNano) n += 1 + varintSize(r.timeoutNano);
-  for (const [k, v] of r.metadata) {
-    const kl = strSize(k);
-    const vl = strSize(v);
-    lens.push(kl, vl);
-    n += ldSize((kl ? ldSize(kl) : 0) + (vl ? ldSize(vl) : 0));
-  }
-  return n;
+  for (const [k, v] of r.metadata) lens.push(strSize(k), strSize(v));
+  return n + requestTailSize(r, lens);
 }
 
 /** Writes a Request whose size requestSize() computed (lens are its string byte lengths). */
